@@ -1,0 +1,77 @@
+/* sockit/bridge.h - two bounded one-way pipes between two sides.
+ *
+ * A bridge copies side A's input to side B's output and B's input to A's
+ * output on an event loop. Each direction has a bounded buffer: while it is
+ * full the source is not read (backpressure). When a source reaches EOF and
+ * its buffer is written out, the other side's write half is shut down
+ * (shutdown(SHUT_WR) on a stream or seqpacket socket; nothing can be said to
+ * a pipe, a file or a datagram peer), so request-then-EOF protocols work and
+ * no byte is lost.
+ *
+ * A side is one socket (rfd == wfd) or a pair such as stdin/stdout. A side
+ * in message mode (datagram and seqpacket sockets) is written one message
+ * per line of the other side's data (or per read with `chunk`) and read one
+ * message at a time.
+ */
+#ifndef SOCKIT_BRIDGE_H
+#define SOCKIT_BRIDGE_H
+
+#include <stdint.h>
+
+#include "sockit/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SK_MSG_MAX 65536 /* largest datagram / seqpacket message carried */
+
+typedef struct sk_bridge sk_bridge_t;
+
+typedef struct {
+  int rfd, wfd;     /* the same descriptor for a socket; -1 = none */
+  int message;      /* datagram/seqpacket socket: keep message boundaries */
+  int chunk;        /* message side: one message per read, not per line */
+  int crlf;         /* data written to this side: LF becomes CRLF */
+  int no_shutdown;  /* never shut this side's write half */
+  int eof_ends;     /* EOF from this side (once flushed) ends the session */
+  int close_fds;    /* close rfd/wfd when the bridge is freed */
+} sk_bridge_side_t;
+
+typedef struct {
+  size_t limit;              /* per-direction buffer; 0 = SK_BUF_DEFAULT_LIMIT */
+  uint64_t idle_timeout_ms;  /* end after this long with no data; 0 = never */
+  /* After one direction has finished, end the session when the other has
+   * seen nothing for this long; 0 = wait for it to finish. Datagram peers
+   * have no EOF, so this is how a datagram session ends. */
+  uint64_t linger_ms;
+} sk_bridge_opts_t;
+
+/* Why a session ended: 0 (both sides done, or eof_ends), SK_ETIMEDOUT
+ * (idle timeout), or a negative errno from a read or write with the side
+ * ('a' or 'b') and operation ("read"/"write") that failed. */
+typedef struct {
+  int err;
+  char side;
+  const char *op;
+} sk_bridge_end_t;
+
+typedef void (*sk_bridge_done_cb)(sk_bridge_t *br, const sk_bridge_end_t *end,
+                                  void *data);
+
+/* Starts a bridge on loop. The side structs are copied. done is called once,
+ * from the loop, when the session ends; the bridge may be freed inside it.
+ * Returns 0 or a negative errno. */
+SK_API int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop,
+                           const sk_bridge_side_t *a, const sk_bridge_side_t *b,
+                           const sk_bridge_opts_t *opts, sk_bridge_done_cb done,
+                           void *data);
+/* Stops watching and frees the bridge (closing fds where close_fds). */
+SK_API void sk_bridge_free(sk_bridge_t *br);
+/* Bytes moved so far: A to B, and B to A. */
+SK_API void sk_bridge_counts(const sk_bridge_t *br, uint64_t *a_to_b, uint64_t *b_to_a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,110 @@
+/* sockit/net.h - socket hygiene in one place.
+ *
+ * Every socket libsockit makes is non-blocking and close-on-exec from the
+ * moment it exists (SOCK_NONBLOCK | SOCK_CLOEXEC, accept4), retries EINTR,
+ * and never raises SIGPIPE (MSG_NOSIGNAL on sends; sk_net_ignore_sigpipe for
+ * plain write()s). Listeners get SO_REUSEADDR unless told otherwise.
+ */
+#ifndef SOCKIT_NET_H
+#define SOCKIT_NET_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "sockit/addr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SK_BACKLOG_DEFAULT 511
+
+/* Socket options; zero-initialise and set what you need. */
+typedef struct {
+  int reuseport;      /* SO_REUSEPORT on listeners (opt-in) */
+  int no_reuseaddr;   /* leave SO_REUSEADDR off on listeners */
+  int nodelay;        /* TCP_NODELAY */
+  int keepalive;      /* SO_KEEPALIVE */
+  int rcvbuf, sndbuf; /* SO_RCVBUF / SO_SNDBUF when > 0 */
+  int backlog;        /* listen() backlog; 0 = SK_BACKLOG_DEFAULT */
+  int v6only;         /* IPV6_V6ONLY on an IPv6 wildcard listener */
+  int connect_timeout_ms; /* 0 = the kernel's own */
+  const char *source; /* bind before connect: "host", "host:port", "[v6]:port", ":port" */
+} sk_sockopts_t;
+
+/* A bound (and for connected kinds listening) socket. */
+typedef struct {
+  int fd;
+  sk_endpoint_t ep;     /* as asked for */
+  sk_sockaddr_t bound;  /* as bound (real port when port 0 was asked) */
+  /* For a unix path listener: the file's identity, so sk_listener_close
+   * removes only the file this listener created. */
+  unsigned long long dev, ino;
+} sk_listener_t;
+
+/* Binds ep (and calls listen() for stream / seqpacket kinds). A host name
+ * is resolved and every address tried in turn; an empty host means every
+ * address: one IPv6 socket with IPV6_V6ONLY off, or IPv4 0.0.0.0 where IPv6
+ * is missing. A unix path whose socket file is stale (nothing accepts on it)
+ * is removed first; a live one gives -EADDRINUSE. Returns 0 with *l filled,
+ * or a negative errno with a message in err. */
+SK_API int sk_listener_open(sk_listener_t *l, const sk_endpoint_t *ep,
+                            const sk_sockopts_t *o, char *err, size_t errlen);
+/* Closes l->fd and removes its unix socket file if it is still ours. */
+SK_API void sk_listener_close(sk_listener_t *l);
+
+/* Accepts one connection on a listening fd with accept4 (non-blocking,
+ * close-on-exec). Returns the new fd, SK_EAGAIN when none is pending, or a
+ * negative errno. Connections that died in the backlog (ECONNABORTED,
+ * EPROTO, ...) are skipped. On -EMFILE / -ENFILE the caller decides: see
+ * sk_net_shed. peer may be NULL. */
+SK_API int sk_net_accept(int lfd, sk_sockaddr_t *peer);
+
+/* Descriptor exhaustion: call sk_net_reserve_fd() once at start-up to keep
+ * one descriptor in reserve. When accept fails with EMFILE/ENFILE,
+ * sk_net_shed(lfd) spends the reserve to accept the pending connection and
+ * close it at once (the client sees a clean close, not a hang), then takes
+ * the reserve back. Returns 1 if a connection was shed, 0 if none was
+ * pending, negative errno if even that failed. */
+SK_API int sk_net_reserve_fd(void);
+SK_API int sk_net_shed(int lfd);
+
+/* Connects to ep (tcp, udp, unix kinds), trying every resolved address in
+ * turn, each bounded by o->connect_timeout_ms. Blocks the caller until
+ * connected or failed; returns the non-blocking fd or a negative errno with
+ * "connect tcp://host:port: Connection refused" in err. Datagram sockets are
+ * connect()ed so only the peer's replies arrive; a unix datagram socket is
+ * first bound to an autobind abstract address so the peer can answer. */
+SK_API int sk_net_connect(const sk_endpoint_t *ep, const sk_sockopts_t *o,
+                          char *err, size_t errlen);
+
+/* Resolves ep's host (getaddrinfo) for its socket type. On success *res is
+ * a list to free with freeaddrinfo. For unix kinds fills one address. */
+struct addrinfo;
+SK_API int sk_net_resolve(const sk_endpoint_t *ep, int passive,
+                          struct addrinfo **res, char *err, size_t errlen);
+/* Fills sa with the unix socket address of ep. */
+SK_API int sk_net_unix_addr(const sk_endpoint_t *ep, sk_sockaddr_t *sa);
+
+/* Applies the per-connection options of o (nodelay, keepalive, buffers). */
+SK_API int sk_net_apply(int fd, int socktype, int family, const sk_sockopts_t *o);
+
+/* fcntl helpers; return 0 or negative errno. */
+SK_API int sk_net_set_nonblock(int fd, int on);
+SK_API int sk_net_set_cloexec(int fd, int on);
+
+/* Sets SIGPIPE to SIG_IGN for the process (writes to closed pipes then
+ * return EPIPE). */
+SK_API void sk_net_ignore_sigpipe(void);
+
+/* read() and write() that retry EINTR and map "would block" to SK_EAGAIN
+ * and a 0-byte read to SK_EOF. Return bytes moved or a negative code.
+ * sk_net_send is write() for sockets with MSG_NOSIGNAL (no SIGPIPE). */
+SK_API ssize_t sk_net_read(int fd, void *buf, size_t len);
+SK_API ssize_t sk_net_write(int fd, const void *buf, size_t len);
+SK_API ssize_t sk_net_send(int fd, const void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,398 @@
+/* bridge.c - two bounded one-way pipes between two sides, with backpressure
+ * and end-of-stream forwarding.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/internal.h"
+#include "sockit/bridge.h"
+#include "sockit/buf.h"
+#include "sockit/net.h"
+
+#define READS_PER_WAKEUP 16  /* cap the work one ready source may do per round */
+#define WRITES_PER_WAKEUP 64
+
+typedef struct side side_t;
+
+typedef struct {
+  sk_buf_t buf;
+  side_t *src, *dst;
+  int src_eof;  /* the source has said EOF (or has no input) */
+  int done;     /* EOF forwarded to dst after the buffer was flushed */
+  uint64_t count;
+} dir_t;
+
+struct side {
+  sk_bridge_side_t cfg;
+  char name; /* 'a' or 'b' */
+  sk_io_t rio, wio; /* wio only when wfd != rfd */
+  int rsock, wsock; /* the descriptor is a socket */
+  int rtype, wtype; /* SOCK_STREAM / SOCK_DGRAM / SOCK_SEQPACKET, 0 if not a socket */
+};
+
+struct sk_bridge {
+  sk_loop_t *loop;
+  side_t a, b;
+  dir_t ab, ba;
+  sk_bridge_opts_t opts;
+  sk_timer_t idle_timer, linger_timer;
+  uint64_t last_activity;
+  sk_bridge_done_cb done;
+  void *data;
+  sk_bridge_end_t end;
+  int finished;
+};
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+static int sock_type(int fd) {
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+    return 0;
+  int t = 0;
+  socklen_t l = sizeof t;
+  return getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &l) < 0 ? 0 : t;
+}
+
+static void finished_cb(sk_loop_t *loop, void *data) {
+  sk_bridge_t *br = data;
+  (void)loop;
+  br->done(br, &br->end, br->data);
+}
+
+/* Ends the session once: stops every watcher and timer and schedules the
+ * done callback for after this round, so the caller may free the bridge. */
+static void finish(sk_bridge_t *br, int err, char side, const char *op) {
+  if (br->finished)
+    return;
+  br->finished = 1;
+  br->end.err = err;
+  br->end.side = side;
+  br->end.op = op;
+  sk_io_stop(br->loop, &br->a.rio);
+  sk_io_stop(br->loop, &br->a.wio);
+  sk_io_stop(br->loop, &br->b.rio);
+  sk_io_stop(br->loop, &br->b.wio);
+  sk_timer_stop(br->loop, &br->idle_timer);
+  sk_timer_stop(br->loop, &br->linger_timer);
+  if (sk_loop_defer(br->loop, finished_cb, br) < 0)
+    br->done(br, &br->end, br->data);
+}
+
+/* Length of the next message to send from d's buffer, or 0 if none is
+ * ready yet: a line (with its LF), a chunk, or the tail at EOF. */
+static size_t next_message(const dir_t *d) {
+  size_t len = sk_buf_len(&d->buf);
+  if (d->dst->cfg.chunk)
+    return len < SK_MSG_MAX ? len : SK_MSG_MAX;
+  return sk_buf_line_len(&d->buf, SK_MSG_MAX, d->src_eof);
+}
+
+static int dst_message(const dir_t *d) { return d->dst->cfg.message; }
+
+static int want_read(const sk_bridge_t *br, const dir_t *d) {
+  if (br->finished || d->src_eof || d->src->cfg.rfd < 0)
+    return 0;
+  size_t need = d->src->cfg.message ? SK_MSG_MAX : 1;
+  if (d->dst->cfg.crlf)
+    need *= 2;
+  return sk_buf_space(&d->buf) >= need;
+}
+
+static int want_write(const sk_bridge_t *br, const dir_t *d) {
+  if (br->finished || d->done || d->dst->cfg.wfd < 0)
+    return 0;
+  if (dst_message(d))
+    return next_message(d) > 0 || (d->src_eof && sk_buf_len(&d->buf) == 0);
+  /* Also wake for the EOF to forward once everything is written. */
+  return sk_buf_len(&d->buf) > 0 || d->src_eof;
+}
+
+static void update_side(sk_bridge_t *br, side_t *s, dir_t *from, dir_t *to) {
+  unsigned r = want_read(br, from) ? SK_READABLE : 0;
+  unsigned w = want_write(br, to) ? SK_WRITABLE : 0;
+  if (s->cfg.rfd == s->cfg.wfd) {
+    if (sk_io_active(&s->rio))
+      sk_io_set(br->loop, &s->rio, r | w);
+    return;
+  }
+  if (sk_io_active(&s->rio))
+    sk_io_set(br->loop, &s->rio, r);
+  if (sk_io_active(&s->wio))
+    sk_io_set(br->loop, &s->wio, w);
+}
+
+static void update(sk_bridge_t *br) {
+  if (br->finished)
+    return;
+  update_side(br, &br->a, &br->ab, &br->ba);
+  update_side(br, &br->b, &br->ba, &br->ab);
+}
+
+/* ---- moving bytes ------------------------------------------------------------------ */
+
+/* Appends n bytes read from the source to d's buffer, turning LF into CRLF
+ * when the destination asks for it (want_read left room for that). */
+static void append_converted(dir_t *d, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] == '\n' && (i == 0 ? 1 : p[i - 1] != '\r'))
+      sk_buf_append(&d->buf, "\r", 1);
+    sk_buf_append(&d->buf, p + i, 1);
+  }
+}
+
+static void do_read(sk_bridge_t *br, dir_t *d) {
+  side_t *s = d->src;
+  for (int i = 0; i < READS_PER_WAKEUP && want_read(br, d); i++) {
+    ssize_t n;
+    if (d->dst->cfg.crlf) {
+      char tmp[16384];
+      size_t max = sk_buf_space(&d->buf) / 2;
+      n = s->rsock ? recv(s->cfg.rfd, tmp, max < sizeof tmp ? max : sizeof tmp, 0)
+                   : read(s->cfg.rfd, tmp, max < sizeof tmp ? max : sizeof tmp);
+      if (n > 0)
+        append_converted(d, tmp, (size_t)n);
+      else if (n == 0)
+        n = s->rtype == SOCK_DGRAM ? 0 : SK_EOF;
+      else
+        n = errno == EAGAIN || errno == EWOULDBLOCK ? SK_EAGAIN
+            : errno == EINTR                       ? 0
+                                                   : sk__neg_errno();
+    } else if (s->rtype == SOCK_DGRAM) {
+      size_t got;
+      char *p = sk_buf_reserve(&d->buf, SK_MSG_MAX, &got);
+      n = p ? recv(s->cfg.rfd, p, got, 0) : SK_ETOOBIG;
+      if (n > 0)
+        sk_buf_commit(&d->buf, (size_t)n);
+      else if (n < 0 && n != SK_ETOOBIG)
+        n = errno == EAGAIN || errno == EWOULDBLOCK ? SK_EAGAIN
+            : errno == EINTR                       ? 0
+                                                   : sk__neg_errno();
+    } else {
+      n = sk_buf_read_fd(&d->buf, s->cfg.rfd, s->cfg.message ? SK_MSG_MAX : 0);
+    }
+    if (n > 0) {
+      br->last_activity = sk_loop_now(br->loop);
+      continue;
+    }
+    if (n == 0 || n == SK_EAGAIN)
+      break;
+    if (n == SK_EOF) {
+      d->src_eof = 1;
+      break;
+    }
+    finish(br, (int)n, s->name, "read");
+    return;
+  }
+}
+
+/* Shuts the destination's write half once the source's EOF has been
+ * flushed: the peer reads EOF, as if it were talking to the source. */
+static void forward_eof(dir_t *d) {
+  side_t *s = d->dst;
+  d->done = 1;
+  if (s->cfg.no_shutdown || !s->wsock || s->wtype == SOCK_DGRAM)
+    return;
+  shutdown(s->cfg.wfd, SHUT_WR);
+}
+
+static void do_write(sk_bridge_t *br, dir_t *d) {
+  side_t *s = d->dst;
+  for (int i = 0; i < WRITES_PER_WAKEUP && !d->done; i++) {
+    ssize_t n;
+    if (dst_message(d)) {
+      size_t m = next_message(d);
+      if (m == 0)
+        goto check_eof;
+      n = sk_net_send(s->cfg.wfd, sk_buf_head(&d->buf), m);
+      if (n >= 0) {
+        n = (ssize_t)m; /* a datagram goes whole or not at all */
+        sk_buf_consume(&d->buf, m);
+      }
+    } else {
+      if (sk_buf_len(&d->buf) == 0)
+        goto check_eof;
+      n = sk_buf_write_fd(&d->buf, s->cfg.wfd, s->wsock);
+    }
+    if (n > 0) {
+      d->count += (uint64_t)n;
+      br->last_activity = sk_loop_now(br->loop);
+      continue;
+    }
+    if (n == SK_EAGAIN || n == 0)
+      return;
+    if (n == -ECONNREFUSED && s->wtype == SOCK_DGRAM) {
+      /* An ICMP error from an earlier datagram surfaced on this send. */
+      finish(br, (int)n, s->name, "send");
+      return;
+    }
+    finish(br, (int)n, s->name, "write");
+    return;
+  }
+  return;
+check_eof:
+  if (d->src_eof && sk_buf_len(&d->buf) == 0)
+    forward_eof(d);
+}
+
+/* ---- completion ------------------------------------------------------------------------- */
+
+static void linger_fired(sk_loop_t *loop, sk_timer_t *t) {
+  sk_bridge_t *br = t->data;
+  uint64_t quiet = sk_loop_now(loop) - br->last_activity;
+  if (quiet >= br->opts.linger_ms) {
+    finish(br, 0, 0, NULL);
+    return;
+  }
+  sk_timer_start(loop, t, br->opts.linger_ms - quiet, 0);
+}
+
+static void check_done(sk_bridge_t *br) {
+  if (br->finished)
+    return;
+  if (br->ab.done && br->ba.done) {
+    finish(br, 0, 0, NULL);
+    return;
+  }
+  if ((br->a.cfg.eof_ends && br->ab.done) || (br->b.cfg.eof_ends && br->ba.done)) {
+    finish(br, 0, 0, NULL);
+    return;
+  }
+  if (br->opts.linger_ms && (br->ab.done || br->ba.done) && !sk_timer_active(&br->linger_timer))
+    sk_timer_start(br->loop, &br->linger_timer, br->opts.linger_ms, 0);
+}
+
+static void idle_fired(sk_loop_t *loop, sk_timer_t *t) {
+  sk_bridge_t *br = t->data;
+  uint64_t quiet = sk_loop_now(loop) - br->last_activity;
+  if (quiet >= br->opts.idle_timeout_ms) {
+    finish(br, SK_ETIMEDOUT, 0, "idle");
+    return;
+  }
+  sk_timer_start(loop, t, br->opts.idle_timeout_ms - quiet, 0);
+}
+
+/* One callback for every watcher: the side is known from the watcher. */
+static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events) {
+  sk_bridge_t *br = io->data;
+  side_t *s = (io == &br->a.rio || io == &br->a.wio) ? &br->a : &br->b;
+  dir_t *from = s == &br->a ? &br->ab : &br->ba;
+  dir_t *to = s == &br->a ? &br->ba : &br->ab;
+  (void)loop;
+  int is_r = io == &s->rio, is_w = io == &s->wio || s->cfg.rfd == s->cfg.wfd;
+  if (is_r && (events & (SK_READABLE | SK_HANGUP)))
+    do_read(br, from);
+  if (is_w && (events & SK_WRITABLE) && !br->finished)
+    do_write(br, to);
+  /* Reading may have made data for the other side, and writing made room:
+   * try the other direction's write at once rather than wait a round. */
+  if (!br->finished) {
+    dir_t *other = from;
+    if (want_write(br, other))
+      do_write(br, other);
+  }
+  if (!br->finished && to->src_eof && !to->done && sk_buf_len(&to->buf) == 0 && !dst_message(to))
+    forward_eof(to);
+  check_done(br);
+  update(br);
+}
+
+/* ---- life ------------------------------------------------------------------------------------ */
+
+static void side_init(sk_bridge_t *br, side_t *s, const sk_bridge_side_t *cfg, char name) {
+  memset(s, 0, sizeof *s);
+  s->cfg = *cfg;
+  s->name = name;
+  s->rtype = sock_type(cfg->rfd);
+  s->wtype = cfg->wfd == cfg->rfd ? s->rtype : sock_type(cfg->wfd);
+  s->rsock = s->rtype != 0;
+  s->wsock = s->wtype != 0;
+  if (s->rtype == SOCK_DGRAM || s->rtype == SOCK_SEQPACKET)
+    s->cfg.message = 1;
+  s->rio.cb = s->wio.cb = on_io;
+  s->rio.data = s->wio.data = br;
+}
+
+static int side_start(sk_bridge_t *br, side_t *s) {
+  int r = 0;
+  if (s->cfg.rfd >= 0)
+    r = sk_io_start(br->loop, &s->rio, s->cfg.rfd, 0);
+  if (r == 0 && s->cfg.wfd >= 0 && s->cfg.wfd != s->cfg.rfd)
+    r = sk_io_start(br->loop, &s->wio, s->cfg.wfd, 0);
+  return r;
+}
+
+int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop, const sk_bridge_side_t *a,
+                    const sk_bridge_side_t *b, const sk_bridge_opts_t *opts,
+                    sk_bridge_done_cb done, void *data) {
+  sk_bridge_t *br = calloc(1, sizeof *br);
+  if (!br)
+    return -ENOMEM;
+  br->loop = loop;
+  if (opts)
+    br->opts = *opts;
+  size_t limit = br->opts.limit ? br->opts.limit : SK_BUF_DEFAULT_LIMIT;
+  if (limit < 2 * SK_MSG_MAX + 2)
+    limit = 2 * SK_MSG_MAX + 2; /* room for one message, doubled by --crlf */
+  br->done = done;
+  br->data = data;
+  side_init(br, &br->a, a, 'a');
+  side_init(br, &br->b, b, 'b');
+  br->ab.src = &br->a;
+  br->ab.dst = &br->b;
+  br->ba.src = &br->b;
+  br->ba.dst = &br->a;
+  sk_buf_init(&br->ab.buf, limit);
+  sk_buf_init(&br->ba.buf, limit);
+  br->ab.src_eof = a->rfd < 0;
+  br->ba.src_eof = b->rfd < 0;
+  sk_timer_init(&br->idle_timer, idle_fired, br);
+  sk_timer_init(&br->linger_timer, linger_fired, br);
+  br->last_activity = sk_loop_now(loop);
+  int r = side_start(br, &br->a);
+  if (r == 0)
+    r = side_start(br, &br->b);
+  if (r == 0 && br->opts.idle_timeout_ms)
+    r = sk_timer_start(loop, &br->idle_timer, br->opts.idle_timeout_ms, 0);
+  if (r < 0) {
+    br->finished = 1;
+    sk_bridge_free(br);
+    return r;
+  }
+  update(br);
+  *out = br;
+  return 0;
+}
+
+void sk_bridge_free(sk_bridge_t *br) {
+  if (!br)
+    return;
+  side_t *sides[2] = {&br->a, &br->b};
+  for (int i = 0; i < 2; i++) {
+    side_t *s = sides[i];
+    sk_io_stop(br->loop, &s->rio);
+    sk_io_stop(br->loop, &s->wio);
+    if (s->cfg.close_fds) {
+      if (s->cfg.rfd >= 0)
+        close(s->cfg.rfd);
+      if (s->cfg.wfd >= 0 && s->cfg.wfd != s->cfg.rfd)
+        close(s->cfg.wfd);
+    }
+  }
+  sk_timer_stop(br->loop, &br->idle_timer);
+  sk_timer_stop(br->loop, &br->linger_timer);
+  sk_buf_free(&br->ab.buf);
+  sk_buf_free(&br->ba.buf);
+  free(br);
+}
+
+void sk_bridge_counts(const sk_bridge_t *br, uint64_t *a_to_b, uint64_t *b_to_a) {
+  if (a_to_b)
+    *a_to_b = br->ab.count;
+  if (b_to_a)
+    *b_to_a = br->ba.count;
+}
