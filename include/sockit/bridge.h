@@ -19,12 +19,11 @@
 #include <stdint.h>
 
 #include "sockit/loop.h"
+#include "sockit/net.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define SK_MSG_MAX 65536 /* largest datagram / seqpacket message carried */
 
 typedef struct sk_bridge sk_bridge_t;
 

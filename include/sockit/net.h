@@ -18,6 +18,7 @@ extern "C" {
 #endif
 
 #define SK_BACKLOG_DEFAULT 511
+#define SK_MSG_MAX 65536 /* largest datagram / seqpacket message carried */
 
 /* Socket options; zero-initialise and set what you need. */
 typedef struct {

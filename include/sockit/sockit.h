@@ -8,6 +8,7 @@
 #include "sockit/error.h"
 #include "sockit/loop.h"
 #include "sockit/net.h"
+#include "sockit/server.h"
 #include "sockit/version.h"
 
 #endif

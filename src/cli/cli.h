@@ -17,10 +17,11 @@ typedef struct {
   const char *name;
   int (*run)(int argc, char **argv);
   const char *summary;
-  const char *usage; /* full help text */
+  const char *usage;         /* full help text */
+  void (*print_usage)(void); /* or this, when the text is made at run time */
 } cli_command_t;
 
-extern const cli_command_t cli_connect, cli_listen;
+extern const cli_command_t cli_connect, cli_listen, cli_serve;
 
 /* "sockit: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

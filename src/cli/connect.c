@@ -100,5 +100,9 @@ static int run(int argc, char **argv) {
   return cli_session_run(fd, name, &so);
 }
 
-const cli_command_t cli_connect = {"connect", run, "connect to an endpoint; stdin to it, it to stdout",
-                                   usage};
+const cli_command_t cli_connect = {
+    .name = "connect",
+    .run = run,
+    .summary = "connect to an endpoint; stdin to it, it to stdout",
+    .usage = usage,
+};

@@ -637,6 +637,9 @@ out:
   return code;
 }
 
-const cli_command_t cli_listen = {"listen", run,
-                                  "listen on an endpoint; a peer to stdout, stdin to the peer(s)",
-                                  usage};
+const cli_command_t cli_listen = {
+    .name = "listen",
+    .run = run,
+    .summary = "listen on an endpoint; a peer to stdout, stdin to the peer(s)",
+    .usage = usage,
+};

@@ -4,7 +4,7 @@
 
 #include "cli/cli.h"
 
-static const cli_command_t *const commands[] = {&cli_connect, &cli_listen};
+static const cli_command_t *const commands[] = {&cli_connect, &cli_listen, &cli_serve};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_overview(FILE *out) {
@@ -19,6 +19,13 @@ static void print_overview(FILE *out) {
                "Listen forms may omit the host (tcp://:8000) and use port 0.\n\n"
                "Exit codes: 0 success, 1 network or I/O error, 2 usage error.\n"
                "Run 'sockit help COMMAND' for a command's options.\n");
+}
+
+static void show_usage(const cli_command_t *c) {
+  if (c->print_usage)
+    c->print_usage();
+  else
+    fputs(c->usage, stdout);
 }
 
 static const cli_command_t *find(const char *name) {
@@ -51,7 +58,7 @@ int main(int argc, char **argv) {
     const cli_command_t *c = find(argv[2]);
     if (!c)
       return cli_usage_error(NULL, "unknown command '%s'", argv[2]);
-    fputs(c->usage, stdout);
+    show_usage(c);
     return EXIT_OK;
   }
   const cli_command_t *c = find(cmd);
@@ -61,7 +68,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--") == 0)
       break;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(c->usage, stdout);
+      show_usage(c);
       return EXIT_OK;
     }
   }

@@ -1,0 +1,657 @@
+/* server.c - the socketserver framework: listeners, connections with bounded
+ * buffers and backpressure, datagram dispatch, limits, idle timeouts,
+ * graceful shutdown, worker threads.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/internal.h"
+#include "sockit/server.h"
+
+#define MAX_LISTENERS 32
+#define ACCEPTS_PER_WAKEUP 64
+#define DGRAMS_PER_WAKEUP 64
+#define READ_CHUNK 65536
+
+typedef struct instance instance_t;
+
+struct sk_conn {
+  instance_t *inst;
+  sk_io_t io;
+  int fd;
+  int message;
+  sk_buf_t in, out;
+  void *data;
+  sk_sockaddr_t peer;
+  int rd_eof, closing, closed;
+  uint64_t started, last_activity, bytes_in, bytes_out;
+  sk_conn_t *prev, *next;
+};
+
+typedef struct {
+  instance_t *inst;
+  sk_io_t io;
+  int fd;
+  int own;   /* this instance's own SO_REUSEPORT socket: close it at stop */
+  int dgram;
+} inst_listener_t;
+
+struct instance {
+  sk_server_t *srv;
+  sk_loop_t *loop;
+  inst_listener_t ls[MAX_LISTENERS];
+  int nls;
+  int wake_fd;
+  sk_io_t wake_io;
+  sk_conn_t *conns;
+  unsigned long nconns;
+  int paused; /* accepting paused at max_conns */
+  sk_timer_t sweep, grace;
+  int stopping, done;
+  uint64_t last_error_log;
+  char *dgram_buf;
+  instance_t *next;
+};
+
+struct sk_server {
+  sk_server_opts_t o;
+  sk_listener_t ls[MAX_LISTENERS];
+  sk_sockopts_t lopts[MAX_LISTENERS];
+  int nls;
+  instance_t *instances;
+  atomic_int stopping;
+  atomic_int live;
+};
+
+static void conn_update(sk_conn_t *c);
+static void instance_finish(instance_t *in);
+
+/* ---- errors and logs ------------------------------------------------------------ */
+
+static void report(instance_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report(instance_t *in, const char *fmt, ...) {
+  sk_server_t *s = in->srv;
+  if (!s->o.on_error)
+    return;
+  uint64_t now = sk_loop_now(in->loop);
+  if (in->last_error_log && now - in->last_error_log < 1000)
+    return;
+  in->last_error_log = now;
+  char msg[SK_ERRLEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  s->o.on_error(s->o.ctx, msg);
+}
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static void free_conn(sk_loop_t *loop, void *data) {
+  sk_conn_t *c = data;
+  (void)loop;
+  sk_buf_free(&c->in);
+  sk_buf_free(&c->out);
+  free(c);
+}
+
+static void resume_accepting(instance_t *in) {
+  if (!in->paused || in->stopping)
+    return;
+  in->paused = 0;
+  for (int i = 0; i < in->nls; i++)
+    if (!in->ls[i].dgram)
+      sk_io_set(in->loop, &in->ls[i].io, SK_READABLE);
+}
+
+/* Closes c now (its fd, its watcher), tells the handler, and frees it after
+ * this round: c may be the connection whose callback is running. */
+static void conn_close_now(sk_conn_t *c, int reason) {
+  if (c->closed)
+    return;
+  instance_t *in = c->inst;
+  sk_server_t *s = in->srv;
+  c->closed = 1;
+  sk_io_stop(in->loop, &c->io);
+  close(c->fd);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    in->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  in->nconns--;
+  if (s->o.handler->on_close)
+    s->o.handler->on_close(c, reason);
+  if (s->o.on_log) {
+    char p[SK_ENDPOINT_STRLEN], line[SK_ERRLEN];
+    static const char *const why[] = {"closed", "idle timeout", "shutdown", "error"};
+    snprintf(line, sizeof line, "%s in=%llu out=%llu bytes %.3f s %s",
+             sk_sockaddr_format(&c->peer, p, sizeof p), (unsigned long long)c->bytes_in,
+             (unsigned long long)c->bytes_out,
+             (double)(sk_loop_now(in->loop) - c->started) / 1000.0,
+             reason >= 0 && reason <= 3 ? why[reason] : "closed");
+    s->o.on_log(s->o.ctx, line);
+  }
+  if (sk_loop_defer(in->loop, free_conn, c) < 0)
+    free_conn(in->loop, c); /* cannot defer: nothing touches c after this */
+  resume_accepting(in);
+  if (in->stopping && in->nconns == 0)
+    instance_finish(in);
+}
+
+/* Writes queued output. Returns 0, or -1 if the connection was closed. */
+static int conn_flush(sk_conn_t *c) {
+  while (sk_buf_len(&c->out)) {
+    ssize_t n = sk_buf_write_fd(&c->out, c->fd, 1);
+    if (n == SK_EAGAIN)
+      break;
+    if (n < 0) {
+      conn_close_now(c, SK_CLOSE_ERROR);
+      return -1;
+    }
+    c->bytes_out += (uint64_t)n;
+    c->last_activity = sk_loop_now(c->inst->loop);
+  }
+  if (c->closing && sk_buf_len(&c->out) == 0) {
+    conn_close_now(c, SK_CLOSE_NORMAL);
+    return -1;
+  }
+  return 0;
+}
+
+/* Gives the handler the input; afterwards the connection is flushed, and
+ * closed if the handler can no longer make progress. */
+static void conn_dispatch(sk_conn_t *c) {
+  sk_server_t *s = c->inst->srv;
+  if (c->closed || c->closing)
+    return;
+  size_t before = sk_buf_len(&c->in);
+  if (before || c->rd_eof)
+    s->o.handler->on_data(c, &c->in, c->rd_eof);
+  if (c->closed)
+    return;
+  if (c->message)
+    sk_buf_consume(&c->in, sk_buf_len(&c->in));
+  if (c->rd_eof)
+    c->closing = 1;
+  else if (sk_buf_space(&c->in) == 0 && sk_buf_len(&c->out) == 0)
+    /* Full input the handler would not take, and no output pending that
+     * could unblock it: nothing can ever change. */
+    c->closing = 1;
+  if (conn_flush(c) == 0)
+    conn_update(c);
+}
+
+static void conn_update(sk_conn_t *c) {
+  if (c->closed)
+    return;
+  size_t out_limit = c->out.limit;
+  unsigned ev = 0;
+  if (!c->rd_eof && !c->closing && sk_buf_len(&c->out) <= out_limit / 2 &&
+      sk_buf_space(&c->in) > 0 && (!c->message || sk_buf_len(&c->in) == 0))
+    ev |= SK_READABLE;
+  if (sk_buf_len(&c->out))
+    ev |= SK_WRITABLE;
+  sk_io_set(c->inst->loop, &c->io, ev);
+}
+
+static void on_conn(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
+  sk_conn_t *c = io->data;
+  if (ev & SK_WRITABLE) {
+    size_t before = sk_buf_len(&c->out);
+    if (conn_flush(c) < 0)
+      return;
+    /* The queue drained below half: the handler may have held input back. */
+    if (before > c->out.limit / 2 && sk_buf_len(&c->out) <= c->out.limit / 2 &&
+        sk_buf_len(&c->in))
+      conn_dispatch(c);
+    if (c->closed)
+      return;
+  }
+  if (ev & (SK_READABLE | SK_HANGUP) && !c->rd_eof && !c->closing) {
+    ssize_t n;
+    if (c->message) {
+      size_t got;
+      char *p = sk_buf_reserve(&c->in, c->in.limit, &got);
+      n = p ? recv(c->fd, p, got, 0) : SK_ETOOBIG;
+      if (n > 0)
+        sk_buf_commit(&c->in, (size_t)n);
+      else if (n == 0)
+        n = SK_EOF;
+      else if (n != SK_ETOOBIG)
+        n = errno == EAGAIN || errno == EWOULDBLOCK ? SK_EAGAIN : sk__neg_errno();
+    } else {
+      n = sk_buf_read_fd(&c->in, c->fd, READ_CHUNK);
+    }
+    if (n > 0) {
+      c->bytes_in += (uint64_t)n;
+      c->last_activity = sk_loop_now(loop);
+    } else if (n == SK_EOF) {
+      c->rd_eof = 1;
+    } else if (n != SK_EAGAIN && n != SK_ETOOBIG) {
+      conn_close_now(c, SK_CLOSE_ERROR);
+      return;
+    }
+    if (n > 0 || n == SK_EOF)
+      conn_dispatch(c);
+    return;
+  }
+  conn_update(c);
+}
+
+int sk_conn_send(sk_conn_t *c, const void *data, size_t len) {
+  if (c->closed)
+    return -EPIPE;
+  int r = sk_buf_append(&c->out, data, len);
+  if (r == 0)
+    sk_io_set(c->inst->loop, &c->io, c->io.events | SK_WRITABLE);
+  return r;
+}
+
+size_t sk_conn_out_space(const sk_conn_t *c) { return sk_buf_space(&c->out); }
+
+void sk_conn_close(sk_conn_t *c) {
+  if (c->closed)
+    return;
+  c->closing = 1;
+  if (sk_buf_len(&c->out) == 0) {
+    conn_close_now(c, SK_CLOSE_NORMAL);
+    return;
+  }
+  conn_update(c);
+}
+
+void sk_conn_abort(sk_conn_t *c) { conn_close_now(c, SK_CLOSE_NORMAL); }
+void *sk_conn_data(const sk_conn_t *c) { return c->data; }
+void sk_conn_set_data(sk_conn_t *c, void *data) { c->data = data; }
+void *sk_conn_ctx(const sk_conn_t *c) { return c->inst->srv->o.ctx; }
+const sk_sockaddr_t *sk_conn_peer(const sk_conn_t *c) { return &c->peer; }
+sk_loop_t *sk_conn_loop(const sk_conn_t *c) { return c->inst->loop; }
+int sk_conn_is_message(const sk_conn_t *c) { return c->message; }
+
+long sk_line_next(const sk_buf_t *in, size_t max, size_t *len_no_eol) {
+  size_t len = sk_buf_len(in);
+  size_t scan = len < max ? len : max;
+  const char *p = sk_buf_head(in);
+  const char *nl = scan ? memchr(p, '\n', scan) : NULL;
+  if (!nl)
+    return len >= max ? SK_ETOOBIG : 0;
+  size_t n = (size_t)(nl - p);
+  *len_no_eol = n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+  return (long)n + 1;
+}
+
+/* ---- accepting ------------------------------------------------------------------------ */
+
+static void add_conn(instance_t *in, int fd, const sk_sockaddr_t *peer, int message) {
+  sk_server_t *s = in->srv;
+  sk_conn_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    report(in, "out of memory: connection dropped");
+    return;
+  }
+  c->inst = in;
+  c->fd = fd;
+  c->peer = *peer;
+  c->message = message;
+  c->started = c->last_activity = sk_loop_now(in->loop);
+  sk_buf_init(&c->in, s->o.in_limit ? s->o.in_limit : SK_SERVER_IN_LIMIT);
+  sk_buf_init(&c->out, s->o.out_limit ? s->o.out_limit : SK_SERVER_OUT_LIMIT);
+  c->io.cb = on_conn;
+  c->io.data = c;
+  if (sk_io_start(in->loop, &c->io, fd, SK_READABLE) < 0) {
+    close(fd);
+    free(c);
+    return;
+  }
+  c->next = in->conns;
+  if (in->conns)
+    in->conns->prev = c;
+  in->conns = c;
+  in->nconns++;
+  if (s->o.handler->on_open && s->o.handler->on_open(c) < 0) {
+    c->closing = 1;
+    sk_buf_consume(&c->out, sk_buf_len(&c->out));
+    conn_close_now(c, SK_CLOSE_NORMAL);
+    return;
+  }
+  if (conn_flush(c) == 0)
+    conn_update(c);
+}
+
+static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
+  inst_listener_t *l = io->data;
+  instance_t *in = l->inst;
+  sk_server_t *s = in->srv;
+  (void)loop;
+  (void)ev;
+  int message = 0;
+  for (int i = 0; i < s->nls; i++)
+    if (l == &in->ls[i])
+      message = s->ls[i].ep.kind == SK_EP_UNIX_SEQPACKET;
+  for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+    if (s->o.max_conns && in->nconns >= s->o.max_conns) {
+      in->paused = 1;
+      for (int j = 0; j < in->nls; j++)
+        if (!in->ls[j].dgram)
+          sk_io_set(in->loop, &in->ls[j].io, 0);
+      return;
+    }
+    sk_sockaddr_t peer;
+    int fd = sk_net_accept(l->fd, &peer);
+    if (fd == SK_EAGAIN)
+      return;
+    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+      report(in, "accept: %s; closing new connections until descriptors are free",
+             sk_strerror(fd));
+      if (sk_net_shed(l->fd) <= 0)
+        return;
+      continue;
+    }
+    if (fd < 0) {
+      report(in, "accept: %s", sk_strerror(fd));
+      return;
+    }
+    if (s->o.verify && !s->o.verify(s->o.ctx, &peer)) {
+      close(fd);
+      continue;
+    }
+    add_conn(in, fd, &peer, message);
+  }
+}
+
+static void on_dgram(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
+  inst_listener_t *l = io->data;
+  instance_t *in = l->inst;
+  sk_server_t *s = in->srv;
+  (void)loop;
+  (void)ev;
+  for (int i = 0; i < DGRAMS_PER_WAKEUP; i++) {
+    sk_sockaddr_t peer;
+    peer.len = sizeof peer.ss;
+    ssize_t n = recvfrom(l->fd, in->dgram_buf, SK_MSG_MAX, 0, (struct sockaddr *)&peer.ss,
+                         &peer.len);
+    if (n < 0) {
+      if (errno == EINTR || errno == ECONNREFUSED)
+        continue; /* ICMP from an earlier reply; not this socket's fault */
+      return;
+    }
+    if (s->o.verify && !s->o.verify(s->o.ctx, &peer))
+      continue;
+    sk_datagram_t dg = {in->dgram_buf, (size_t)n, &peer, l->fd, s->o.ctx};
+    if (s->o.handler->on_datagram)
+      s->o.handler->on_datagram(s, &dg);
+  }
+}
+
+int sk_server_reply(const sk_datagram_t *dg, const void *data, size_t len) {
+  if (dg->peer->len <= sizeof(sa_family_t))
+    return -EDESTADDRREQ; /* an unbound unix socket has no address to answer */
+  ssize_t n;
+  do
+    n = sendto(dg->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL,
+               (const struct sockaddr *)&dg->peer->ss, dg->peer->len);
+  while (n < 0 && errno == EINTR);
+  return n < 0 ? sk__neg_errno() : 0;
+}
+
+/* ---- timers, stop ------------------------------------------------------------------------ */
+
+static void on_sweep(sk_loop_t *loop, sk_timer_t *t) {
+  instance_t *in = t->data;
+  uint64_t now = sk_loop_now(loop);
+  sk_conn_t *next;
+  for (sk_conn_t *c = in->conns; c; c = next) {
+    next = c->next;
+    if (now - c->last_activity >= in->srv->o.idle_timeout_ms)
+      conn_close_now(c, SK_CLOSE_IDLE);
+  }
+}
+
+static void instance_finish(instance_t *in) {
+  if (in->done)
+    return;
+  in->done = 1;
+  sk_timer_stop(in->loop, &in->grace);
+  sk_timer_stop(in->loop, &in->sweep);
+  sk_io_stop(in->loop, &in->wake_io);
+  atomic_fetch_sub(&in->srv->live, 1);
+}
+
+static void on_grace(sk_loop_t *loop, sk_timer_t *t) {
+  instance_t *in = t->data;
+  (void)loop;
+  while (in->conns && !in->done)
+    conn_close_now(in->conns, SK_CLOSE_SHUTDOWN);
+  instance_finish(in);
+}
+
+static void instance_begin_stop(instance_t *in) {
+  if (in->stopping)
+    return;
+  in->stopping = 1;
+  for (int i = 0; i < in->nls; i++) {
+    sk_io_stop(in->loop, &in->ls[i].io);
+    if (in->ls[i].own) {
+      close(in->ls[i].fd);
+      in->ls[i].own = 0;
+    }
+  }
+  if (in->nconns == 0) {
+    instance_finish(in);
+    return;
+  }
+  /* Live connections get the grace period to finish, then are closed. */
+  sk_timer_start(in->loop, &in->grace, in->srv->o.grace_ms ? in->srv->o.grace_ms
+                                                             : SK_SERVER_GRACE_MS, 0);
+}
+
+static void on_wake(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
+  instance_t *in = io->data;
+  uint64_t v;
+  ssize_t r = read(in->wake_fd, &v, sizeof v);
+  (void)r;
+  (void)loop;
+  (void)ev;
+  if (atomic_load(&in->srv->stopping))
+    instance_begin_stop(in);
+}
+
+void sk_server_stop(sk_server_t *s) {
+  atomic_store(&s->stopping, 1);
+  for (instance_t *in = s->instances; in; in = in->next) {
+    uint64_t one = 1;
+    ssize_t r = write(in->wake_fd, &one, sizeof one);
+    (void)r;
+  }
+}
+
+int sk_server_stopped(const sk_server_t *s) { return atomic_load(&s->live) == 0; }
+
+/* ---- life ----------------------------------------------------------------------------------- */
+
+int sk_server_new(sk_server_t **out, const sk_server_opts_t *opts) {
+  sk_server_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  s->o = *opts;
+  *out = s;
+  return 0;
+}
+
+int sk_server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *o, char *err,
+                     size_t errlen) {
+  if (s->nls == MAX_LISTENERS)
+    return sk_err_set(-ENOSPC, err, errlen, "listen: more than %d endpoints", MAX_LISTENERS);
+  sk_sockopts_t opts;
+  memset(&opts, 0, sizeof opts);
+  if (o)
+    opts = *o;
+  int r = sk_listener_open(&s->ls[s->nls], ep, &opts, err, errlen);
+  if (r < 0)
+    return r;
+  s->lopts[s->nls] = opts;
+  s->nls++;
+  return 0;
+}
+
+const sk_listener_t *sk_server_listener(const sk_server_t *s, int i) {
+  return i >= 0 && i < s->nls ? &s->ls[i] : NULL;
+}
+
+int sk_server_attach(sk_server_t *s, sk_loop_t *loop) {
+  instance_t *in = calloc(1, sizeof *in);
+  if (!in)
+    return -ENOMEM;
+  int r = 0;
+  in->srv = s;
+  in->loop = loop;
+  in->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  in->dgram_buf = malloc(SK_MSG_MAX);
+  if (in->wake_fd < 0 || !in->dgram_buf) {
+    r = in->wake_fd < 0 ? sk__neg_errno() : -ENOMEM;
+    goto fail;
+  }
+  int first = s->instances == NULL;
+  for (int i = 0; i < s->nls; i++) {
+    inst_listener_t *l = &in->ls[i];
+    const sk_listener_t *base = &s->ls[i];
+    l->inst = in;
+    l->fd = base->fd;
+    l->dgram = sk_endpoint_socktype(&base->ep) == SOCK_DGRAM;
+    if (!first && s->lopts[i].reuseport &&
+        (base->ep.kind == SK_EP_TCP || base->ep.kind == SK_EP_UDP)) {
+      /* Each worker its own socket on the same address: the kernel spreads
+       * connections (and datagrams) across them. */
+      sk_endpoint_t ep = base->ep;
+      ep.port = (uint16_t)sk_sockaddr_port(&base->bound);
+      sk_listener_t mine;
+      r = sk_listener_open(&mine, &ep, &s->lopts[i], NULL, 0);
+      if (r < 0)
+        goto fail;
+      l->fd = mine.fd;
+      l->own = 1;
+    }
+    l->io.cb = l->dgram ? on_dgram : on_accept;
+    l->io.data = l;
+    in->nls++;
+    if ((r = sk_io_start(loop, &l->io, l->fd, SK_READABLE)) < 0)
+      goto fail;
+  }
+  in->wake_io.cb = on_wake;
+  in->wake_io.data = in;
+  if ((r = sk_io_start(loop, &in->wake_io, in->wake_fd, SK_READABLE)) < 0)
+    goto fail;
+  sk_timer_init(&in->sweep, on_sweep, in);
+  sk_timer_init(&in->grace, on_grace, in);
+  if (s->o.idle_timeout_ms) {
+    uint64_t every = s->o.idle_timeout_ms < 1000 ? s->o.idle_timeout_ms : 1000;
+    sk_timer_start(loop, &in->sweep, every, every);
+  }
+  in->next = s->instances;
+  s->instances = in;
+  atomic_fetch_add(&s->live, 1);
+  if (atomic_load(&s->stopping))
+    sk_server_stop(s);
+  return 0;
+fail:
+  for (int i = 0; i < in->nls; i++) {
+    sk_io_stop(loop, &in->ls[i].io);
+    if (in->ls[i].own)
+      close(in->ls[i].fd);
+  }
+  if (in->wake_fd >= 0) {
+    sk_io_stop(loop, &in->wake_io);
+    close(in->wake_fd);
+  }
+  free(in->dgram_buf);
+  free(in);
+  return r;
+}
+
+typedef struct {
+  sk_loop_t *loop;
+  pthread_t thread;
+  int rc;
+} worker_t;
+
+static void *worker_main(void *arg) {
+  worker_t *w = arg;
+  w->rc = sk_loop_run(w->loop);
+  return NULL;
+}
+
+int sk_server_run(sk_server_t *s, int workers) {
+  if (workers <= 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    workers = n > 0 ? (int)n : 1;
+  }
+  worker_t *w = calloc((size_t)workers, sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  int r = 0, made = 0;
+  for (int i = 0; i < workers; i++) {
+    if ((r = sk_loop_new(&w[i].loop)) < 0)
+      break;
+    made++;
+    if ((r = sk_server_attach(s, w[i].loop)) < 0)
+      break;
+  }
+  int running = 0;
+  if (r == 0) {
+    running = 1; /* the caller's thread is worker 0 */
+    for (int i = 1; i < workers; i++) {
+      if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]) != 0) {
+        r = -EAGAIN;
+        sk_server_stop(s);
+        break;
+      }
+      running++;
+    }
+    worker_main(&w[0]);
+    for (int i = 1; i < running; i++)
+      pthread_join(w[i].thread, NULL);
+    for (int i = 0; i < running && r == 0; i++)
+      r = w[i].rc;
+  }
+  for (int i = 0; i < made; i++)
+    sk_loop_free(w[i].loop);
+  free(w);
+  return r;
+}
+
+void sk_server_free(sk_server_t *s) {
+  if (!s)
+    return;
+  instance_t *next;
+  for (instance_t *in = s->instances; in; in = next) {
+    next = in->next;
+    while (in->conns) {
+      sk_conn_t *c = in->conns;
+      in->conns = c->next;
+      close(c->fd);
+      if (s->o.handler->on_close)
+        s->o.handler->on_close(c, SK_CLOSE_SHUTDOWN);
+      free_conn(NULL, c);
+    }
+    for (int i = 0; i < in->nls; i++)
+      if (in->ls[i].own)
+        close(in->ls[i].fd);
+    close(in->wake_fd);
+    free(in->dgram_buf);
+    free(in);
+  }
+  for (int i = 0; i < s->nls; i++)
+    sk_listener_close(&s->ls[i]);
+  free(s);
+}

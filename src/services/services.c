@@ -1,0 +1,23 @@
+/* services.c - the list of services and what they share. */
+#include <string.h>
+#include <time.h>
+
+#include "services/services.h"
+
+const svc_t *const svc_all[] = {&svc_echo, &svc_discard, &svc_daytime, &svc_time, &svc_upper,
+                                NULL};
+
+const svc_t *svc_find(const char *name) {
+  for (int i = 0; svc_all[i]; i++)
+    if (strcmp(svc_all[i]->name, name) == 0)
+      return svc_all[i];
+  return NULL;
+}
+
+void svc_ctime(char *buf, size_t len) {
+  time_t now = time(NULL);
+  struct tm tm;
+  localtime_r(&now, &tm);
+  if (strftime(buf, len, "%a %b %e %H:%M:%S %Y", &tm) == 0 && len)
+    buf[0] = '\0';
+}
