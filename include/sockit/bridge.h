@@ -34,16 +34,18 @@ typedef struct {
   int crlf;         /* data written to this side: LF becomes CRLF */
   int no_shutdown;  /* never shut this side's write half */
   int eof_ends;     /* EOF from this side (once flushed) ends the session */
+  /* After EOF from this side, end the session once the other side's input
+   * has been idle this long with nothing left to write (0 = wait for its
+   * EOF). A peer that hung up usually won't read on; datagram peers never
+   * say EOF at all. Input that keeps flowing, or waits on backpressure, is
+   * never cut. */
+  uint64_t eof_linger_ms;
   int close_fds;    /* close rfd/wfd when the bridge is freed */
 } sk_bridge_side_t;
 
 typedef struct {
   size_t limit;              /* per-direction buffer; 0 = SK_BUF_DEFAULT_LIMIT */
   uint64_t idle_timeout_ms;  /* end after this long with no data; 0 = never */
-  /* After one direction has finished, end the session when the other has
-   * seen nothing for this long; 0 = wait for it to finish. Datagram peers
-   * have no EOF, so this is how a datagram session ends. */
-  uint64_t linger_ms;
 } sk_bridge_opts_t;
 
 /* Why a session ended: 0 (both sides done, or eof_ends), SK_ETIMEDOUT

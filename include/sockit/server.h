@@ -130,6 +130,9 @@ SK_API void sk_conn_set_data(sk_conn_t *c, void *data);
 SK_API void *sk_conn_ctx(const sk_conn_t *c);
 SK_API const sk_sockaddr_t *sk_conn_peer(const sk_conn_t *c);
 SK_API sk_loop_t *sk_conn_loop(const sk_conn_t *c);
+/* The connection's input buffer (what on_data gets), for handlers that act
+ * on input outside on_data, from a timer say. */
+SK_API sk_buf_t *sk_conn_input(sk_conn_t *c);
 /* 1 on unix-seqpacket connections: each on_data call is one packet. */
 SK_API int sk_conn_is_message(const sk_conn_t *c);
 

@@ -579,18 +579,19 @@ static int run(int argc, char **argv) {
     cli_error("%s", err);
     goto out;
   }
-  if (!quiet)
-    cli_announce_listener(&st.l);
-  if (port_file && cli_write_port_file(port_file, &st.l) < 0)
-    goto out;
   int r = sk_loop_new(&st.loop);
   if (r < 0) {
     cli_error("event loop: %s", sk_strerror(r));
     goto out;
   }
   sk_net_reserve_fd();
+  /* Signals are ours before anyone learns where we listen. */
   sk_loop_signal(st.loop, SIGINT, on_stop_signal, &st);
   sk_loop_signal(st.loop, SIGTERM, on_stop_signal, &st);
+  if (!quiet)
+    cli_announce_listener(&st.l);
+  if (port_file && cli_write_port_file(port_file, &st.l) < 0)
+    goto out;
   int dgram = ep.kind == SK_EP_UDP || ep.kind == SK_EP_UNIX_DGRAM;
   st.lio.data = st.in_io.data = st.out_io.data = &st;
   st.out_io.cb = on_stdout;

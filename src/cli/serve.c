@@ -311,7 +311,6 @@ static int run(int argc, char **argv) {
   worker_t *w = NULL;
   if (code != EXIT_OK)
     goto out;
-  print_table(&sv);
 
   code = EXIT_NET;
   w = calloc(workers, sizeof *w);
@@ -329,6 +328,7 @@ static int run(int argc, char **argv) {
   sk_net_reserve_fd();
   sk_loop_signal(w[0].loop, SIGINT, on_stop_signal, &sv);
   sk_loop_signal(w[0].loop, SIGTERM, on_stop_signal, &sv);
+  print_table(&sv); /* only now: a supervisor may signal once it sees this */
   unsigned long started = 1;
   for (; started < workers; started++)
     if (pthread_create(&w[started].thread, NULL, worker_main, &w[started]) != 0) {

@@ -63,15 +63,16 @@ int cli_session_run(int fd, const char *name, const cli_session_opts_t *o) {
                         .chunk = o->chunk,
                         .no_shutdown = o->no_shutdown,
                         /* The peer's EOF ends an interactive session at
-                         * once; piped input is still sent in full. */
+                         * once; piped input is still sent in full while it
+                         * flows, and the session ends when it pauses. */
                         .eof_ends = isatty(STDIN_FILENO),
+                        .eof_linger_ms = CLI_PEER_EOF_LINGER_MS,
                         .close_fds = 1};
   sk_bridge_opts_t bo = {.idle_timeout_ms = o->idle_timeout_ms};
   if (type == SOCK_DGRAM) {
-    /* No end-of-stream on datagrams: --idle-timeout is the wait for replies
-     * after the end of input, and ends the session normally. */
-    bo.linger_ms = o->idle_timeout_ms ? o->idle_timeout_ms : CLI_DGRAM_LINGER_MS;
-    bo.idle_timeout_ms = 0;
+    /* No end-of-stream on datagrams: after the end of input, a quiet
+     * --idle-timeout (default CLI_DGRAM_LINGER_MS) ends the session normally. */
+    a.eof_linger_ms = o->idle_timeout_ms ? o->idle_timeout_ms : CLI_DGRAM_LINGER_MS;
   }
   sk_bridge_t *br = NULL;
   r = sk_bridge_start(&br, s.loop, &a, &b, &bo, on_done, &s);

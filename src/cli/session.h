@@ -10,14 +10,16 @@ typedef struct {
 } cli_session_opts_t;
 
 /* Bridges the connected socket fd (taken over: closed at the end) with
- * stdin/stdout until both directions have ended, SIGINT or SIGTERM. When
- * stdin is a terminal, the peer's EOF alone ends the session (nobody types
- * on to a server that has hung up); piped input is still sent in full. name is the
+ * stdin/stdout until both directions have ended, SIGINT or SIGTERM. After
+ * the peer's EOF, a terminal session ends at once (nobody types on to a
+ * server that hung up); piped input is still sent in full while it flows,
+ * and the session ends once it has paused for CLI_PEER_EOF_LINGER_MS. name is the
  * endpoint as shown in messages. Returns the exit code. */
 int cli_session_run(int fd, const char *name, const cli_session_opts_t *o);
 
 /* Datagram sockets have no end-of-stream: a session on one ends this long
  * after standard input has ended and nothing more arrived. */
 #define CLI_DGRAM_LINGER_MS 1000
+#define CLI_PEER_EOF_LINGER_MS 500
 
 #endif

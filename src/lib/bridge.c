@@ -24,6 +24,7 @@ typedef struct {
   int src_eof;  /* the source has said EOF (or has no input) */
   int done;     /* EOF forwarded to dst after the buffer was flushed */
   uint64_t count;
+  uint64_t last_read; /* when the source last gave data */
 } dir_t;
 
 struct side {
@@ -40,6 +41,8 @@ struct sk_bridge {
   dir_t ab, ba;
   sk_bridge_opts_t opts;
   sk_timer_t idle_timer, linger_timer;
+  dir_t *lingering; /* the direction the linger timer waits on */
+  uint64_t linger_ms;
   uint64_t last_activity;
   sk_bridge_done_cb done;
   void *data;
@@ -176,7 +179,7 @@ static void do_read(sk_bridge_t *br, dir_t *d) {
       n = sk_buf_read_fd(&d->buf, s->cfg.rfd, s->cfg.message ? SK_MSG_MAX : 0);
     }
     if (n > 0) {
-      br->last_activity = sk_loop_now(br->loop);
+      br->last_activity = d->last_read = sk_loop_now(br->loop);
       continue;
     }
     if (n == 0 || n == SK_EAGAIN)
@@ -241,14 +244,17 @@ check_eof:
 
 /* ---- completion ------------------------------------------------------------------------- */
 
+/* The other direction of a side that said EOF: end once its source has
+ * been idle for the linger time with nothing left to write. */
 static void linger_fired(sk_loop_t *loop, sk_timer_t *t) {
   sk_bridge_t *br = t->data;
-  uint64_t quiet = sk_loop_now(loop) - br->last_activity;
-  if (quiet >= br->opts.linger_ms) {
+  dir_t *d = br->lingering;
+  uint64_t quiet = sk_loop_now(loop) - d->last_read;
+  if (d->done || (sk_buf_len(&d->buf) == 0 && quiet >= br->linger_ms)) {
     finish(br, 0, 0, NULL);
     return;
   }
-  sk_timer_start(loop, t, br->opts.linger_ms - quiet, 0);
+  sk_timer_start(loop, t, quiet < br->linger_ms ? br->linger_ms - quiet : br->linger_ms, 0);
 }
 
 static void check_done(sk_bridge_t *br) {
@@ -262,15 +268,23 @@ static void check_done(sk_bridge_t *br) {
     finish(br, 0, 0, NULL);
     return;
   }
-  if (br->opts.linger_ms && (br->ab.done || br->ba.done) && !sk_timer_active(&br->linger_timer))
-    sk_timer_start(br->loop, &br->linger_timer, br->opts.linger_ms, 0);
+  if (br->lingering)
+    return;
+  dir_t *ended = br->ab.done ? &br->ab : br->ba.done ? &br->ba : NULL;
+  if (ended && ended->src->cfg.eof_linger_ms) {
+    br->lingering = ended == &br->ab ? &br->ba : &br->ab;
+    br->linger_ms = ended->src->cfg.eof_linger_ms;
+    sk_timer_start(br->loop, &br->linger_timer, br->linger_ms, 0);
+  }
 }
 
 static void idle_fired(sk_loop_t *loop, sk_timer_t *t) {
   sk_bridge_t *br = t->data;
   uint64_t quiet = sk_loop_now(loop) - br->last_activity;
   if (quiet >= br->opts.idle_timeout_ms) {
-    finish(br, SK_ETIMEDOUT, 0, "idle");
+    /* Lingering after one direction ended is a normal way to end. */
+    int lingering = br->lingering != NULL;
+    finish(br, lingering ? 0 : SK_ETIMEDOUT, 0, lingering ? NULL : "idle");
     return;
   }
   sk_timer_start(loop, t, br->opts.idle_timeout_ms - quiet, 0);
@@ -352,7 +366,7 @@ int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop, const sk_bridge_side_t *
   br->ba.src_eof = b->rfd < 0;
   sk_timer_init(&br->idle_timer, idle_fired, br);
   sk_timer_init(&br->linger_timer, linger_fired, br);
-  br->last_activity = sk_loop_now(loop);
+  br->last_activity = br->ab.last_read = br->ba.last_read = sk_loop_now(loop);
   int r = side_start(br, &br->a);
   if (r == 0)
     r = side_start(br, &br->b);

@@ -20,6 +20,12 @@
 #define ACCEPTS_PER_WAKEUP 64
 #define DGRAMS_PER_WAKEUP 64
 #define READ_CHUNK 65536
+/* Closing a socket with unread input makes the kernel send RST, which can
+ * destroy our last reply (an error line, say) before the peer reads it. So
+ * a graceful close shuts our side and drains theirs, for at most this long
+ * and this much, before closing (a lingering close). */
+#define LINGER_MS 1000
+#define LINGER_MAX_BYTES (1u << 20)
 
 typedef struct instance instance_t;
 
@@ -32,6 +38,9 @@ struct sk_conn {
   void *data;
   sk_sockaddr_t peer;
   int rd_eof, closing, closed;
+  int lingering;          /* our side is shut; draining theirs before close */
+  size_t lingered;        /* bytes drained while lingering */
+  sk_timer_t linger;
   uint64_t started, last_activity, bytes_in, bytes_out;
   sk_conn_t *prev, *next;
 };
@@ -120,6 +129,7 @@ static void conn_close_now(sk_conn_t *c, int reason) {
   instance_t *in = c->inst;
   sk_server_t *s = in->srv;
   c->closed = 1;
+  sk_timer_stop(in->loop, &c->linger);
   sk_io_stop(in->loop, &c->io);
   close(c->fd);
   if (c->prev)
@@ -162,10 +172,38 @@ static int conn_flush(sk_conn_t *c) {
     c->last_activity = sk_loop_now(c->inst->loop);
   }
   if (c->closing && sk_buf_len(&c->out) == 0) {
-    conn_close_now(c, SK_CLOSE_NORMAL);
+    if (c->rd_eof || c->message) {
+      conn_close_now(c, SK_CLOSE_NORMAL);
+      return -1;
+    }
+    if (!c->lingering) {
+      c->lingering = 1;
+      shutdown(c->fd, SHUT_WR);
+      sk_timer_start(c->inst->loop, &c->linger, LINGER_MS, 0);
+      sk_io_set(c->inst->loop, &c->io, SK_READABLE);
+    }
     return -1;
   }
   return 0;
+}
+
+static void linger_fired(sk_loop_t *loop, sk_timer_t *t) {
+  (void)loop;
+  conn_close_now(t->data, SK_CLOSE_NORMAL);
+}
+
+/* Lingering: read and drop what the peer still sends until it closes. */
+static void conn_drain(sk_conn_t *c) {
+  char sink[16384];
+  for (int i = 0; i < 8; i++) {
+    ssize_t n = sk_net_read(c->fd, sink, sizeof sink);
+    if (n == SK_EAGAIN)
+      return;
+    if (n < 0 || (c->lingered += (size_t)n) > LINGER_MAX_BYTES) {
+      conn_close_now(c, SK_CLOSE_NORMAL);
+      return;
+    }
+  }
 }
 
 /* Gives the handler the input; afterwards the connection is flushed, and
@@ -192,7 +230,7 @@ static void conn_dispatch(sk_conn_t *c) {
 }
 
 static void conn_update(sk_conn_t *c) {
-  if (c->closed)
+  if (c->closed || c->lingering)
     return;
   size_t out_limit = c->out.limit;
   unsigned ev = 0;
@@ -206,6 +244,10 @@ static void conn_update(sk_conn_t *c) {
 
 static void on_conn(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   sk_conn_t *c = io->data;
+  if (c->lingering) {
+    conn_drain(c);
+    return;
+  }
   if (ev & SK_WRITABLE) {
     size_t before = sk_buf_len(&c->out);
     if (conn_flush(c) < 0)
@@ -263,11 +305,8 @@ void sk_conn_close(sk_conn_t *c) {
   if (c->closed)
     return;
   c->closing = 1;
-  if (sk_buf_len(&c->out) == 0) {
-    conn_close_now(c, SK_CLOSE_NORMAL);
-    return;
-  }
-  conn_update(c);
+  if (conn_flush(c) == 0)
+    conn_update(c);
 }
 
 void sk_conn_abort(sk_conn_t *c) { conn_close_now(c, SK_CLOSE_NORMAL); }
@@ -277,6 +316,7 @@ void *sk_conn_ctx(const sk_conn_t *c) { return c->inst->srv->o.ctx; }
 const sk_sockaddr_t *sk_conn_peer(const sk_conn_t *c) { return &c->peer; }
 sk_loop_t *sk_conn_loop(const sk_conn_t *c) { return c->inst->loop; }
 int sk_conn_is_message(const sk_conn_t *c) { return c->message; }
+sk_buf_t *sk_conn_input(sk_conn_t *c) { return &c->in; }
 
 long sk_line_next(const sk_buf_t *in, size_t max, size_t *len_no_eol) {
   size_t len = sk_buf_len(in);
@@ -309,6 +349,7 @@ static void add_conn(instance_t *in, int fd, const sk_sockaddr_t *peer, int mess
   sk_buf_init(&c->out, s->o.out_limit ? s->o.out_limit : SK_SERVER_OUT_LIMIT);
   c->io.cb = on_conn;
   c->io.data = c;
+  sk_timer_init(&c->linger, linger_fired, c);
   if (sk_io_start(in->loop, &c->io, fd, SK_READABLE) < 0) {
     close(fd);
     free(c);

@@ -9,6 +9,9 @@
 /* Longest line the line services (time) accept, LF included. A longer line
  * gets an error line and the connection is closed; others are unaffected. */
 #define SVC_LINE_MAX 8192
+/* A line left without its LF this long is answered as it is (the seed 001
+ * client sends input() without a newline and waits for the answer). */
+#define SVC_PARTIAL_LINE_MS 200
 
 typedef struct {
   const char *name;

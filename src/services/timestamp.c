@@ -1,14 +1,36 @@
 /* timestamp.c - the seed 001 timestamp server: every line is answered with
  * "[<ctime>] <line>", and daytime (RFC 867): the date on connect, then close. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "services/services.h"
 
-/* Answers every complete line; a last line without LF is answered at EOF. */
-static void time_data(sk_conn_t *c, sk_buf_t *in, int eof) {
-  char stamp[64];
+/* Per connection: the timer that answers a line left unterminated. */
+typedef struct {
+  sk_timer_t partial;
+  sk_conn_t *conn;
+} time_conn_t;
+
+/* Answers one line of n bytes (used bytes consumed from in) if the reply
+ * fits the output queue whole. Returns 1 if answered, 0 to wait for room. */
+static int answer(sk_conn_t *c, sk_buf_t *in, size_t n, size_t used) {
+  char stamp[64], head[80];
+  svc_ctime(stamp, sizeof stamp);
+  int hl = snprintf(head, sizeof head, "[%s] ", stamp);
+  if (sk_conn_out_space(c) < (size_t)hl + n + 1)
+    return 0;
+  sk_conn_send(c, head, (size_t)hl);
+  sk_conn_send(c, sk_buf_head(in), n);
+  sk_conn_send(c, "\n", 1);
+  sk_buf_consume(in, used);
+  return 1;
+}
+
+/* Answers every complete line; with flush, also what is left of a line
+ * without LF (at EOF, or when it has been left unterminated too long). */
+static void time_lines(sk_conn_t *c, sk_buf_t *in, int flush) {
   for (;;) {
     size_t n;
     long used = sk_line_next(in, SVC_LINE_MAX, &n);
@@ -20,23 +42,48 @@ static void time_data(sk_conn_t *c, sk_buf_t *in, int eof) {
       return;
     }
     if (used == 0) {
-      if (!eof || sk_buf_len(in) == 0)
+      if (!flush || sk_buf_len(in) == 0)
         return;
-      used = (long)sk_buf_len(in); /* the unterminated last line */
-      n = (size_t)used;
+      n = sk_buf_len(in);
+      used = (long)n;
     }
-    svc_ctime(stamp, sizeof stamp);
-    size_t slen = strlen(stamp);
-    /* "[" stamp "] " line "\n" must fit whole, or wait for room. */
-    if (sk_conn_out_space(c) < slen + 4 + n)
+    if (!answer(c, in, n, (size_t)used))
       return;
-    char head[80];
-    int hl = snprintf(head, sizeof head, "[%s] ", stamp);
-    sk_conn_send(c, head, (size_t)hl);
-    sk_conn_send(c, sk_buf_head(in), n);
-    sk_conn_send(c, "\n", 1);
-    sk_buf_consume(in, (size_t)used);
   }
+}
+
+static void partial_fired(sk_loop_t *loop, sk_timer_t *t) {
+  time_conn_t *tc = t->data;
+  (void)loop;
+  time_lines(tc->conn, sk_conn_input(tc->conn), 1);
+}
+
+static int time_open(sk_conn_t *c) {
+  time_conn_t *tc = calloc(1, sizeof *tc);
+  if (!tc)
+    return -1;
+  tc->conn = c;
+  sk_timer_init(&tc->partial, partial_fired, tc);
+  sk_conn_set_data(c, tc);
+  return 0;
+}
+
+static void time_close(sk_conn_t *c, int reason) {
+  time_conn_t *tc = sk_conn_data(c);
+  (void)reason;
+  sk_timer_stop(sk_conn_loop(c), &tc->partial);
+  free(tc);
+}
+
+static void time_data(sk_conn_t *c, sk_buf_t *in, int eof) {
+  time_conn_t *tc = sk_conn_data(c);
+  time_lines(c, in, eof || sk_conn_is_message(c));
+  /* The seed's client sends its input without a newline and waits: a line
+   * left unterminated for SVC_PARTIAL_LINE_MS is answered as it is. */
+  if (sk_buf_len(in) && !eof)
+    sk_timer_start(sk_conn_loop(c), &tc->partial, SVC_PARTIAL_LINE_MS, 0);
+  else
+    sk_timer_stop(sk_conn_loop(c), &tc->partial);
 }
 
 static void time_datagram(sk_server_t *s, const sk_datagram_t *dg) {
@@ -87,7 +134,8 @@ static void daytime_datagram(sk_server_t *s, const sk_datagram_t *dg) {
   sk_server_reply(dg, buf, (size_t)n);
 }
 
-static const sk_handler_t time_handler = {.on_data = time_data, .on_datagram = time_datagram};
+static const sk_handler_t time_handler = {
+    .on_open = time_open, .on_data = time_data, .on_close = time_close, .on_datagram = time_datagram};
 static const sk_handler_t daytime_handler = {
     .on_open = daytime_open, .on_data = daytime_data, .on_datagram = daytime_datagram};
 
