@@ -48,6 +48,7 @@ struct sk_io {
   int in_epoll;     /* currently in the epoll set (events != 0) */
   int always_ready; /* epoll refused the fd (regular file) */
   sk_io_t *ready_next, *ready_prev;
+  sk_io_t *all_next, *all_prev; /* every active watcher of the loop */
 };
 
 /* A one-shot or repeating timer. Fill cb and data; the rest is the loop's. */

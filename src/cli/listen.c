@@ -103,6 +103,7 @@ struct listen_state {
 };
 
 static void update_all(listen_state_t *st);
+static void update_stdin(listen_state_t *st);
 
 /* ---- stdout queue ------------------------------------------------------------ */
 
@@ -223,11 +224,15 @@ static void on_client(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
       return;
     }
   }
+  int was_full = sk_buf_space(&c->out) < READ_CHUNK;
   if (ev & SK_WRITABLE || c->rd_eof)
     client_flush(c);
   if (c->closing)
     return;
   client_update(c);
+  /* This client had held stdin back; now it has room, stdin may go on. */
+  if (was_full && sk_buf_space(&c->out) >= READ_CHUNK)
+    update_stdin(st);
   /* The shared stdout queue may have just filled: hold every client. */
   int full = !out_has_room(st, READ_CHUNK);
   if (full != st->out_was_full)
@@ -386,6 +391,17 @@ static int stdin_wanted_stream(const listen_state_t *st) {
   return 1;
 }
 
+static void update_stdin(listen_state_t *st) {
+  if (sk_io_active(&st->in_io)) {
+    int want = st->l.ep.kind == SK_EP_UDP || st->l.ep.kind == SK_EP_UNIX_DGRAM
+                   ? (st->have_peer && sk_buf_space(&st->in_buf) >= READ_CHUNK * 2 && !st->in_eof)
+                   : stdin_wanted_stream(st);
+    sk_io_set(st->loop, &st->in_io, want ? SK_READABLE : 0);
+  }
+}
+
+/* Re-evaluates every watcher after the shared stdout queue or the set of
+ * clients changed. */
 static void update_all(listen_state_t *st) {
   int full = !out_has_room(st, READ_CHUNK);
   if (full != st->out_was_full) {
@@ -394,12 +410,7 @@ static void update_all(listen_state_t *st) {
       if (!c->closing)
         client_update(c);
   }
-  if (sk_io_active(&st->in_io)) {
-    int want = st->l.ep.kind == SK_EP_UDP || st->l.ep.kind == SK_EP_UNIX_DGRAM
-                   ? (st->have_peer && sk_buf_space(&st->in_buf) >= READ_CHUNK * 2 && !st->in_eof)
-                   : stdin_wanted_stream(st);
-    sk_io_set(st->loop, &st->in_io, want ? SK_READABLE : 0);
-  }
+  update_stdin(st);
 }
 
 /* ---- datagram mode ---------------------------------------------------------------- */

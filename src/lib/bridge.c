@@ -282,8 +282,9 @@ static void idle_fired(sk_loop_t *loop, sk_timer_t *t) {
   sk_bridge_t *br = t->data;
   uint64_t quiet = sk_loop_now(loop) - br->last_activity;
   if (quiet >= br->opts.idle_timeout_ms) {
-    /* Lingering after one direction ended is a normal way to end. */
-    int lingering = br->lingering != NULL;
+    /* Lingering after one direction ended is a normal way to end, unless
+     * bytes are still stuck on their way out: that is a dead peer. */
+    int lingering = br->lingering != NULL && sk_buf_len(&br->lingering->buf) == 0;
     finish(br, lingering ? 0 : SK_ETIMEDOUT, 0, lingering ? NULL : "idle");
     return;
   }

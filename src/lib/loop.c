@@ -38,6 +38,7 @@ struct sk_loop {
   int events_cap, nevents, dispatch_i;
 
   sk_io_t *ready_head; /* watchers epoll refused: always ready */
+  sk_io_t *all_head;   /* every active user watcher, so sk_loop_free can forget them */
   int nready;
 
   sk_timer_t **heap;
@@ -151,6 +152,12 @@ void sk_loop_free(sk_loop_t *loop) {
     close(loop->sig_pipe[1]);
   for (int i = 0; i < loop->heap_len; i++)
     loop->heap[i]->heap_index = -1;
+  for (sk_io_t *io = loop->all_head, *next; io; io = next) {
+    next = io->all_next;
+    io->active = io->in_epoll = io->always_ready = 0;
+    io->events = 0;
+    io->ready_next = io->ready_prev = io->all_next = io->all_prev = NULL;
+  }
   free(loop->heap);
   free(loop->events);
   free(loop->deferred);
@@ -221,6 +228,11 @@ int sk_io_start(sk_loop_t *loop, sk_io_t *io, int fd, unsigned events) {
   if (r < 0)
     return r;
   io->active = 1;
+  io->all_prev = NULL;
+  io->all_next = loop->all_head;
+  if (loop->all_head)
+    loop->all_head->all_prev = io;
+  loop->all_head = io;
   loop->nactive++;
   return 0;
 }
@@ -253,9 +265,15 @@ void sk_io_stop(sk_loop_t *loop, sk_io_t *io) {
   for (int i = loop->dispatch_i + 1; i < loop->nevents; i++)
     if (loop->events[i].data.ptr == io)
       loop->events[i].data.ptr = NULL;
+  if (io->all_prev)
+    io->all_prev->all_next = io->all_next;
+  else
+    loop->all_head = io->all_next;
+  if (io->all_next)
+    io->all_next->all_prev = io->all_prev;
   io->active = io->in_epoll = io->always_ready = 0;
   io->events = 0;
-  io->ready_next = io->ready_prev = NULL;
+  io->ready_next = io->ready_prev = io->all_next = io->all_prev = NULL;
   loop->nactive--;
 }
 
@@ -339,8 +357,14 @@ int sk_timer_start(sk_loop_t *loop, sk_timer_t *t, uint64_t timeout_ms, uint64_t
   return 0;
 }
 
+/* Fires the timers due now. Only those armed before this round: a timer
+ * re-armed for 0 ms from its own callback waits for the next round, so it
+ * cannot starve I/O or hold off sk_loop_stop. Due timers armed earlier
+ * always sort before re-armed ones (deadline, then seq). */
 static void run_timers(sk_loop_t *loop) {
-  while (loop->heap_len > 0 && loop->heap[0]->deadline_ms <= loop->now) {
+  uint64_t seq_limit = loop->timer_seq;
+  while (loop->heap_len > 0 && loop->heap[0]->deadline_ms <= loop->now &&
+         loop->heap[0]->seq < seq_limit) {
     sk_timer_t *t = loop->heap[0];
     sk_timer_stop(loop, t);
     if (t->repeat_ms)
