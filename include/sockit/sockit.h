@@ -9,6 +9,7 @@
 #include "sockit/loop.h"
 #include "sockit/net.h"
 #include "sockit/server.h"
+#include "sockit/tserver.h"
 #include "sockit/version.h"
 
 #endif
