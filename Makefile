@@ -8,6 +8,7 @@
 #   make valgrind unit tests and a server scenario under valgrind
 #   make install  PREFIX=/usr/local
 
+SHELL := /bin/bash
 PREFIX ?= /usr/local
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -46,16 +47,19 @@ check: deps build asan
 
 bench: build
 	@scripts/install-deps --bench
-	$(PY) bench/run.py --build $(BUILD) $(if $(QUICK),--quick)
+	$(PY) bench/run.py --build $(BUILD) $(if $(filter 1,$(QUICK)),--quick)
 
 fuzz: deps
 	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 	    -DSK_SANITIZE=ON -DSK_FUZZ=ON -DSK_TESTS=OFF >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@mkdir -p tests/fuzz/crashes
 	@for t in $(FUZZ_BUILD)/fuzz_*; do \
 	    name=$$(basename $$t); corpus=tests/fuzz/corpus/$${name#fuzz_}; mkdir -p $$corpus; \
 	    echo "== $$name for $(FUZZ_SECONDS)s"; \
-	    $$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=tests/fuzz/crashes/ $$corpus || exit 1; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=tests/fuzz/crashes/ $$corpus \
+	        2>&1 | grep -E '^#[0-9]+ +DONE|ERROR|SUMMARY' ; \
+	    [ $${PIPESTATUS[0]} -eq 0 ] || { echo "$$name: crash kept in tests/fuzz/crashes/"; exit 1; }; \
 	done
 
 valgrind: deps build

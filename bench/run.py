@@ -1,0 +1,826 @@
+#!/usr/bin/env python3
+"""bench/run.py - the benchmark driver behind `make bench`.
+
+    /usr/bin/python3 bench/run.py --build build [--quick] [--workload NAME]...
+
+Runs each workload against sockit and against its peers (socat, ncat,
+netcat-openbsd, iperf3, our own references) in one run, alternating: a
+warm-up round that is thrown away, then at least five rounds in each of
+which every program runs once (forward order in odd rounds, backward in
+even ones, so slow drift of the machine hits everyone alike). It writes
+bench/results.md: one table per workload with each program's median and
+min-max, the ratio sockit/program per round and the median of those
+ratios, plus the machine and the date. Ratios are the figures to quote;
+absolute numbers on a shared machine are noise.
+
+Nothing here measures with the sockit binary's own help: the load comes
+from bench/loadgen (C, epoll), which checks every byte it gets back. A
+program that fails, hangs or returns wrong bytes gets its row marked
+failed with the reason; no number is ever made up for it, and the rest of
+the run goes on.
+
+Adding a workload: write a function `run(ctx, side) -> Result` (or reuse
+one of the runners below) and append a Workload with its Sides to
+WORKLOADS. See docs/benchmarks.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.join(ROOT, "bench")
+MIB = 1 << 20
+
+
+class BenchError(Exception):
+    """One run of one program failed; the message says why, in one line."""
+
+
+# ---------------------------------------------------------------------------
+# Settings of one driver invocation
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    """What every runner needs: where the programs are and how big to go."""
+    build: str
+    quick: bool
+    rounds: int
+    bulk_bytes: int       # bytes per bulk run
+    run_timeout: float    # hard limit for one run of one program
+    echo_seconds: float   # how long one echo measurement runs
+    tmp: str              # private scratch directory
+    data_file: str = ""   # bulk input for senders under test (made lazily)
+
+    @property
+    def sockit(self):
+        return os.path.join(self.build, "sockit")
+
+    @property
+    def loadgen(self):
+        return os.path.join(self.build, "bench", "loadgen")
+
+    @property
+    def echo_ceiling(self):
+        return os.path.join(self.build, "bench", "echo_ceiling")
+
+
+@dataclass
+class Result:
+    """One successful run: the figure (higher is better) and side figures."""
+    value: float
+    extra: Dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# Child processes: every wait bounded, every child reaped
+# ---------------------------------------------------------------------------
+
+class Child:
+    """A program under test or a load generator, in its own process group.
+
+    stderr goes to a file (read for "listening on ... port" lines and error
+    messages); stdout is a pipe only when asked for. stop() ends the whole
+    group: SIGTERM, then SIGKILL after a grace period.
+    """
+
+    def __init__(self, ctx, argv, name, stdin=None, stdout=None):
+        self.name = name
+        self.argv = argv
+        self.ctx_timeout = ctx.run_timeout
+        self.err_path = os.path.join(ctx.tmp, f"{name}.{time.monotonic_ns()}.err")
+        self._err = open(self.err_path, "wb")
+        self._out = bytearray()
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                stdout=stdout if stdout is not None else subprocess.DEVNULL,
+                stderr=self._err, start_new_session=True)
+        except OSError as e:
+            self._err.close()
+            raise BenchError(f"cannot start {argv[0]}: {e.strerror}")
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.exit_ns = None
+
+    def stderr_text(self):
+        """Everything the child wrote to stderr so far."""
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def last_error_line(self):
+        """The child's last non-empty stderr line, for a failure message."""
+        lines = [l for l in self.stderr_text().splitlines() if l.strip()]
+        return lines[-1].strip() if lines else ""
+
+    def running(self):
+        return self.proc.poll() is None and self.exit_ns is None
+
+    def wait(self, deadline):
+        """Waits for the child to exit, at most until deadline (monotonic
+        seconds). Returns its exit code; self.exit_ns is when it exited, to
+        the microsecond (pidfd readiness, no polling loop)."""
+        if self.exit_ns is None:
+            wait_any([self], deadline)
+        if self.exit_ns is None:
+            raise BenchError(f"{self.name} did not finish within the run's time limit "
+                             f"({self.ctx_timeout:g} s)")
+        self.proc.wait()
+        return self.proc.returncode
+
+    def read_line(self, deadline):
+        """The next line of the child's stdout pipe, waiting until deadline."""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._out:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise BenchError(f"{self.name} printed no line in time")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise BenchError(f"{self.name} exited early: {self.last_error_line()}")
+            self._out += chunk
+        line, _, rest = bytes(self._out).partition(b"\n")
+        self._out = bytearray(rest)
+        return line.decode("utf-8", "replace")
+
+    def read_rest(self, deadline):
+        """All remaining stdout up to EOF, waiting until deadline."""
+        fd = self.proc.stdout.fileno()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise BenchError(f"{self.name} did not finish in time")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._out += chunk
+        text = self._out.decode("utf-8", "replace")
+        self._out = bytearray()
+        return text
+
+    def stop(self):
+        """Ends the child's process group if it still runs; always reaps."""
+        if self.proc.poll() is None:
+            for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                if select.select([self.pidfd], [], [], grace)[0]:
+                    break
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdout, self._err):
+            if f:
+                f.close()
+        os.close(self.pidfd)
+        self.pidfd = -1
+
+
+def wait_any(children, deadline):
+    """Waits until one of children that still runs exits, or deadline.
+    Sets exit_ns on every child found exited, the moment it is seen."""
+    running = [c for c in children if c.exit_ns is None]
+    left = deadline - time.monotonic()
+    if not running or left <= 0:
+        return
+    ready = select.select([c.pidfd for c in running], [], [], left)[0]
+    now = time.monotonic_ns()
+    for c in running:
+        if c.pidfd in ready:
+            c.exit_ns = now
+
+
+def wait_watching(target, helper, deadline):
+    """Waits for target to exit, but fails at once if helper (a load
+    generator on the other end) exits with an error first: a run whose
+    load has failed must not sit out the whole time limit."""
+    while target.exit_ns is None and time.monotonic() < deadline:
+        wait_any([target, helper], deadline)
+        if helper.exit_ns is not None and target.exit_ns is None:
+            if helper.proc.wait() != 0:
+                if helper.proc.stdout:
+                    finish_loadgen(helper, deadline)  # raises with its error
+                raise BenchError(f"{helper.name} exited {helper.proc.returncode}: "
+                                 f"{helper.last_error_line()}")
+            helper = target  # it is done; only the target is left to wait for
+    return target.wait(deadline)
+
+
+class Children:
+    """The children of one run; stops all of them however the run ends."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.list: List[Child] = []
+
+    def start(self, argv, name, **kw):
+        c = Child(self.ctx, argv, name, **kw)
+        self.list.append(c)
+        return c
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for c in reversed(self.list):
+            if c.pidfd >= 0:
+                c.stop()
+        return False
+
+
+def lg_timeout(ctx):
+    """The --timeout for a load generator: a little inside the run's limit,
+    so the generator's own account of what hung arrives before the
+    driver gives up on it."""
+    return f"{max(ctx.run_timeout - 2, 1):g}"
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on now, for programs that
+    cannot listen on port 0 and say which port they got."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def is_listening(port):
+    """True when some socket listens on TCP port (any address), from
+    /proc/net/tcp{,6}: no connection is made, so a one-shot listener is
+    not used up by the check."""
+    want = f":{port:04X} "
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[1].endswith(want.strip()) and fields[3] == "0A":
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+def wait_listening(child, port, deadline):
+    """Waits until port is listening; fails early if child exits first."""
+    while not is_listening(port):
+        if not child.running():
+            raise BenchError(f"{child.name} exited before listening: {child.last_error_line()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{child.name} not listening on port {port} in time")
+        time.sleep(0.005)
+
+
+def wait_port_announced(child, pattern, path, deadline):
+    """Returns the port a child announces in the file its stderr or stdout
+    goes to (regex group 1)."""
+    rx = re.compile(pattern, re.M)
+    while True:
+        with open(path, "rb") as f:
+            m = rx.search(f.read().decode("utf-8", "replace"))
+        if m:
+            return int(m.group(1))
+        if not child.running():
+            raise BenchError(f"{child.name} exited before listening: {child.last_error_line()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{child.name} announced no port in time")
+        time.sleep(0.005)
+
+
+def parse_json_line(child, text):
+    """The last line of a load generator's stdout, as a dict."""
+    lines = [l for l in text.splitlines() if l.startswith("{")]
+    if not lines:
+        raise BenchError(f"{child.name} printed no result: {child.last_error_line()}")
+    return json.loads(lines[-1])
+
+
+def finish_loadgen(child, deadline):
+    """Waits for a load generator and returns its JSON result; a run with
+    errors fails with the generator's first error."""
+    text = child.read_rest(deadline)
+    rc = child.wait(deadline)
+    res = parse_json_line(child, text)
+    if res.get("errors", 0) or rc != 0:
+        raise BenchError(f"{child.name}: {res.get('error') or f'exit {rc}'}")
+    return res
+
+
+# ---------------------------------------------------------------------------
+# Sides and workloads
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Side:
+    """One program in a workload. `cmd` is its command line (a template:
+    {sockit}, {port}, {build}, {echo_ceiling}, {bench} are filled in; the
+    report shows it with PORT for the port); `port` says how its port is
+    found: a regex over its stderr (or stdout, port_in="stdout") when it
+    listens on port 0 itself and says where, or None when the driver picks
+    a free port and waits for it to listen."""
+    name: str
+    cmd: str
+    port: Optional[str] = None
+    port_in: str = "stderr"   # where `port` is looked for: "stderr" or "stdout"
+    reference: bool = False   # a ceiling, not a competitor
+    under_test: bool = False  # the sockit side
+    runner: Optional[Callable] = None  # overrides the workload's runner
+
+    def argv(self, ctx, port=0):
+        text = self.cmd.format(sockit=ctx.sockit, port=port, build=ctx.build,
+                               echo_ceiling=ctx.echo_ceiling, bench=HERE)
+        return shlex.split(text)
+
+
+@dataclass
+class Workload:
+    name: str
+    title: str          # one line for the table heading
+    unit: str           # of Result.value; higher is better
+    runner: Callable    # runner(ctx, side) -> Result
+    sides: List[Side]
+    pending: bool = False  # sockit does not serve this yet: run only on request
+    notes: str = ""
+
+
+def start_server(ctx, kids, side, deadline, **kw):
+    """Starts a listening side and returns (child, port)."""
+    if side.port:
+        path = None
+        if side.port_in == "stdout":
+            path = os.path.join(ctx.tmp, f"{side.name}.{time.monotonic_ns()}.out")
+            with open(path, "wb") as out:
+                child = kids.start(side.argv(ctx, 0), side.name, stdout=out, **kw)
+        else:
+            child = kids.start(side.argv(ctx, 0), side.name, **kw)
+        return child, wait_port_announced(child, side.port, path or child.err_path, deadline)
+    port = free_port()
+    child = kids.start(side.argv(ctx, port), side.name, **kw)
+    wait_listening(child, port, deadline)
+    return child, port
+
+
+def check_exit(child, deadline, what="server"):
+    """Waits for child and fails the run unless it exited 0."""
+    rc = child.wait(deadline)
+    if rc != 0:
+        raise BenchError(f"{what} {child.name} exited {rc}: {child.last_error_line()}")
+
+
+def run_bulk_listen(ctx, side):
+    """The side listens and receives ctx.bulk_bytes from one loadgen client,
+    writing them to /dev/null; MiB/s from the client's connect to the
+    receiver's exit (it exits once it has read everything and EOF). The
+    client checks it sent every byte and got nothing but EOF back."""
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        server, port = start_server(ctx, kids, side, deadline)
+        client = kids.start([ctx.loadgen, "bulk-send", "--connect", f"127.0.0.1:{port}",
+                             "--bytes", str(ctx.bulk_bytes), "--timeout", lg_timeout(ctx)],
+                            "loadgen", stdout=subprocess.PIPE)
+        rc = wait_watching(server, client, deadline)
+        if rc != 0:
+            raise BenchError(f"receiver {server.name} exited {rc}: {server.last_error_line()}")
+        res = finish_loadgen(client, deadline)
+        if res["bytes"] != ctx.bulk_bytes:
+            raise BenchError(f"sent {res['bytes']} of {ctx.bulk_bytes} bytes")
+        ns = server.exit_ns - res["connected_ns"]
+        return Result(ctx.bulk_bytes / MIB / (ns / 1e9))
+
+
+KEEPOPEN_CLIENTS = 4
+
+
+def run_bulk_keepopen(ctx, side):
+    """The side keeps listening and serves KEEPOPEN_CLIENTS loadgen clients
+    sending at once, ctx.bulk_bytes in all; its stdout goes through a pipe
+    to `loadgen bulk-sink`, which counts the bytes (their order across
+    clients is the server's business, so the pattern is not checked).
+    MiB/s from the clients' connect to the arrival of the last byte."""
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        sink = kids.start([ctx.loadgen, "bulk-sink", "--bytes", str(ctx.bulk_bytes),
+                           "--no-verify", "--drain", "0.2", "--timeout", lg_timeout(ctx)],
+                          "bulk-sink", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        server, port = start_server(ctx, kids, side, deadline, stdout=sink.proc.stdin)
+        sink.proc.stdin.close()  # the server holds the pipe's write end now
+        client = kids.start([ctx.loadgen, "bulk-send", "--connect", f"127.0.0.1:{port}",
+                             "--conns", str(KEEPOPEN_CLIENTS), "--bytes", str(ctx.bulk_bytes),
+                             "--timeout", lg_timeout(ctx)],
+                            "loadgen", stdout=subprocess.PIPE)
+        sent = finish_loadgen(client, deadline)
+        if sent["bytes"] != ctx.bulk_bytes:
+            raise BenchError(f"sent {sent['bytes']} of {ctx.bulk_bytes} bytes")
+        got = finish_loadgen(sink, deadline)
+        if not server.running():
+            raise BenchError(f"keep-open server exited: {server.last_error_line()}")
+        ns = got["reached_ns"] - sent["connected_ns"]
+        return Result(ctx.bulk_bytes / MIB / (ns / 1e9))
+
+
+def ensure_data_file(ctx):
+    """Makes (once) the bulk input file senders under test read: the
+    loadgen pattern, so the receiving loadgen can verify every byte."""
+    if not ctx.data_file:
+        path = os.path.join(ctx.tmp, "bulk.dat")
+        out = subprocess.run([ctx.loadgen, "genfile", "--bytes", str(ctx.bulk_bytes),
+                              "--out", path], capture_output=True, timeout=120)
+        if out.returncode != 0:
+            raise BenchError(f"genfile failed: {out.stderr.decode(errors='replace').strip()}")
+        ctx.data_file = path
+    return ctx.data_file
+
+
+def run_bulk_connect(ctx, side):
+    """The side connects to a `loadgen bulk-recv` and sends it the bulk file
+    from its stdin; the receiver verifies every byte and the count. MiB/s
+    from accept to EOF, as the receiver saw it."""
+    data = ensure_data_file(ctx)
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        recv = kids.start([ctx.loadgen, "bulk-recv", "--listen", "127.0.0.1:0",
+                           "--bytes", str(ctx.bulk_bytes), "--timeout", lg_timeout(ctx)],
+                          "loadgen", stdout=subprocess.PIPE)
+        port = int(recv.read_line(deadline))
+        with open(data, "rb") as stdin:
+            sender = kids.start(side.argv(ctx, port), side.name, stdin=stdin)
+        wait_watching(recv, sender, deadline)
+        res = finish_loadgen(recv, deadline)
+        check_exit(sender, deadline, "sender")
+        return Result(res["mib_per_sec"])
+
+
+def run_iperf3(ctx, side):
+    """Reference: iperf3 moving ctx.bulk_bytes over loopback, by its own
+    account (receiver side). side.cmd is only shown in the table."""
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        port = free_port()
+        server = kids.start(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)], "iperf3-s")
+        wait_listening(server, port, deadline)
+        client = kids.start(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n",
+                             str(ctx.bulk_bytes), "-J"], "iperf3", stdout=subprocess.PIPE)
+        text = client.read_rest(deadline)
+        if client.wait(deadline) != 0:
+            raise BenchError(f"iperf3 failed: {text.strip()[-200:]}")
+        end = json.loads(text)["end"]
+        if end["sum_sent"]["bytes"] < ctx.bulk_bytes:
+            raise BenchError(f"iperf3 sent {end['sum_sent']['bytes']} of {ctx.bulk_bytes} bytes")
+        # iperf3's receiver-side rate (its own accounting; it stops counting
+        # when the sender is done, so its byte count may fall a little short).
+        return Result(end["sum_received"]["bits_per_second"] / 8 / MIB)
+
+
+def run_echo(mode, conns, size):
+    """Returns a runner: the side is an echo server; `loadgen MODE` runs
+    against it for ctx.echo_seconds and must see every byte come back.
+    The figure is round trips (or connections) per second; p50/p99 go in
+    the side figures."""
+    def runner(ctx, side):
+        deadline = time.monotonic() + ctx.run_timeout
+        with Children(ctx) as kids:
+            server, port = start_server(ctx, kids, side, deadline)
+            client = kids.start([ctx.loadgen, mode, "--connect", f"127.0.0.1:{port}",
+                                 "--conns", str(conns), "--size", str(size),
+                                 "--duration", str(ctx.echo_seconds),
+                                 "--timeout", lg_timeout(ctx)],
+                                "loadgen", stdout=subprocess.PIPE)
+            res = finish_loadgen(client, deadline)
+            if not server.running():
+                raise BenchError(f"server exited: {server.last_error_line()}")
+            key = "round_trips_per_sec" if mode == "pingpong" else "connections_per_sec"
+            return Result(res[key], {"p50 µs": res["p50_us"], "p99 µs": res["p99_us"]})
+    return runner
+
+
+IPERF3 = Side("iperf3", "iperf3 -s -1 / iperf3 -c 127.0.0.1 -n BYTES", reference=True,
+              runner=run_iperf3)
+
+SOCKIT_PORT = r"listening on tcp://127\.0\.0\.1:(\d+)"
+
+ECHO_SIDES = [
+    Side("sockit", "{sockit} serve echo tcp://127.0.0.1:0",
+         port=r"^echo\s+tcp://127\.0\.0\.1:(\d+)", port_in="stdout", under_test=True),
+    Side("echo_ceiling (C, epoll)", "{echo_ceiling} --listen 127.0.0.1:{port}",
+         reference=True),
+    Side("python ThreadingTCPServer", "/usr/bin/python3 {bench}/seed_threading_server.py {port}"),
+    Side("socat (fork)", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024 EXEC:cat"),
+    Side("ncat -k (exec cat)", "ncat -l -k 127.0.0.1 {port} --exec /bin/cat"),
+]
+
+WORKLOADS = [
+    Workload(
+        "bulk-listen", "receive bulk data from one client to /dev/null", "MiB/s", run_bulk_listen,
+        [Side("sockit", "{sockit} listen tcp://127.0.0.1:0", port=SOCKIT_PORT, under_test=True),
+         Side("nc (OpenBSD)", "nc -l 127.0.0.1 {port}"),
+         Side("ncat", "ncat --recv-only -l 127.0.0.1 {port}"),
+         Side("socat", "socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr STDOUT"),
+         IPERF3],
+        notes="Client: `loadgen bulk-send`. Time: client connected to receiver exited "
+              "(it exits after reading EOF)."),
+    Workload(
+        "bulk-keepopen", f"keep-open listener, {KEEPOPEN_CLIENTS} clients sending at once, "
+        "stdout through a pipe", "MiB/s", run_bulk_keepopen,
+        [Side("sockit", "{sockit} listen --keep-open tcp://127.0.0.1:0", port=SOCKIT_PORT,
+              under_test=True),
+         Side("nc -k (OpenBSD)", "nc -l -k 127.0.0.1 {port}"),
+         Side("ncat -k", "ncat --recv-only -l -k 127.0.0.1 {port}"),
+         Side("socat (fork)", "socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork STDOUT")],
+        notes="Clients: `loadgen bulk-send --conns 4`; stdout counted by `loadgen bulk-sink`. "
+              "nc -k serves one client at a time (the others wait in the backlog)."),
+    Workload(
+        "bulk-connect", "send a file from stdin to a verifying receiver", "MiB/s", run_bulk_connect,
+        [Side("sockit", "{sockit} connect tcp://127.0.0.1:{port}", under_test=True),
+         Side("nc -N (OpenBSD)", "nc -N 127.0.0.1 {port}"),
+         Side("ncat", "ncat --send-only 127.0.0.1 {port}"),
+         Side("socat", "socat -u STDIN TCP:127.0.0.1:{port}"),
+         IPERF3],
+        notes="Receiver: `loadgen bulk-recv`, which checks every byte against the pattern. "
+              "Time: accept to EOF."),
+    Workload(
+        "echo-pingpong", "echo, 16 connections, 64-byte messages, one in flight each",
+        "round trips/s", run_echo("pingpong", 16, 64), ECHO_SIDES, pending=True,
+        notes="Pending: the echo issue turns it on."),
+    Workload(
+        "echo-connrate", "echo, connect + one 32-byte exchange + close, 8 in flight",
+        "connections/s", run_echo("connrate", 8, 32), ECHO_SIDES, pending=True,
+        notes="Pending: the echo issue turns it on."),
+]
+
+
+# ---------------------------------------------------------------------------
+# Running rounds
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """Everything measured for one side of one workload."""
+    side: Side
+    values: List[float] = field(default_factory=list)      # one per counted round
+    extras: List[Dict[str, float]] = field(default_factory=list)
+    failure: str = ""                                      # first failure, if any
+    rounds: List[int] = field(default_factory=list)        # round numbers of values
+
+
+def run_one(ctx, workload, side):
+    """Runs one side once. Returns a Result, or a failure reason."""
+    if side.under_test and not os.access(ctx.sockit, os.X_OK):
+        return f"no sockit binary at {ctx.sockit}"
+    runner = side.runner or workload.runner
+    try:
+        return runner(ctx, side)
+    except BenchError as e:
+        return str(e)
+    except Exception as e:  # a bug in a runner must not end the whole run
+        return f"driver error: {type(e).__name__}: {e}"
+
+
+def run_workload(ctx, workload, budget_end, log):
+    """Runs warm-up plus ctx.rounds rounds of every side of workload,
+    alternating sides. A side that fails once is not run again. Returns
+    (rows, rounds actually counted)."""
+    rows = [Row(s) for s in workload.sides]
+    counted = 0
+    for rnd in range(ctx.rounds + 1):
+        if time.monotonic() > budget_end:
+            log(f"  time budget used up: stopping after {counted} rounds")
+            break
+        order = rows if rnd % 2 == 1 or rnd == 0 else list(reversed(rows))
+        parts = []
+        for row in order:
+            if row.failure:
+                continue
+            out = run_one(ctx, workload, row.side)
+            if isinstance(out, str):
+                row.failure = f"{'warm-up' if rnd == 0 else f'round {rnd}'}: {out}"
+                parts.append(f"{row.side.name} FAILED")
+                continue
+            parts.append(f"{row.side.name} {out.value:.0f}")
+            if rnd > 0:
+                row.values.append(out.value)
+                row.extras.append(out.extra)
+                row.rounds.append(rnd)
+        label = "warm-up" if rnd == 0 else f"round {rnd}/{ctx.rounds}"
+        log(f"  {label}: " + ", ".join(parts))
+        if rnd > 0:
+            counted += 1
+    return rows, counted
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+def sh(argv):
+    """First line of a command's output, or '?' when it cannot run."""
+    try:
+        out = subprocess.run(argv, capture_output=True, timeout=10, text=True)
+        text = (out.stdout or out.stderr).strip()
+        return text.splitlines()[0] if text else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine_info(ctx):
+    """CPU model, cores, kernel, date and tool versions, as (label, text)."""
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "?"
+    dpkg = lambda p: sh(["dpkg-query", "-W", "-f=${Version}", p])
+    return [
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("CPU", model),
+        ("cores", f"{os.cpu_count()} logical, {len(os.sched_getaffinity(0))} usable (nproc)"),
+        ("kernel", f"{platform.system()} {platform.release()} {platform.machine()}"),
+        ("load average at start", load),
+        ("sockit", sh([ctx.sockit, "--version"]) if os.access(ctx.sockit, os.X_OK) else "not built"),
+        ("peers", f"socat {dpkg('socat')}, ncat {dpkg('ncat')}, netcat-openbsd "
+                  f"{dpkg('netcat-openbsd')}, iperf3 {dpkg('iperf3')}, "
+                  f"python {platform.python_version()}"),
+    ]
+
+
+def fmt(v):
+    """A figure with about three significant digits."""
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def sockit_row(rows):
+    return next((r for r in rows if r.side.under_test), None)
+
+
+def per_round_ratios(mine, other):
+    """sockit/other for each round both completed, in round order."""
+    theirs = dict(zip(other.rounds, other.values))
+    return [v / theirs[r] for r, v in zip(mine.rounds, mine.values) if r in theirs and theirs[r] > 0]
+
+
+def table(workload, rows, counted, ctx):
+    """The markdown section of one workload."""
+    size = f"{ctx.bulk_bytes // MIB} MiB" if workload.name.startswith("bulk") else \
+        f"{ctx.echo_seconds:g} s per run"
+    out = [f"## {workload.name}: {workload.title} ({size})", ""]
+    if workload.notes:
+        out += [workload.notes, ""]
+    out += [f"{workload.unit}, higher is better; {counted} rounds after a warm-up. "
+            "Ratio = sockit / program: above 1 means sockit is faster.", ""]
+    extra_keys = sorted({k for r in rows for e in r.extras for k in e})
+    head = ["program", "command", f"median {workload.unit}", "min–max"] + \
+        [f"median {k}" for k in extra_keys] + ["sockit/program per round", "median ratio"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "---|" * len(head))
+    me = sockit_row(rows)
+    for row in rows:
+        name = row.side.name + (" (reference)" if row.side.reference else "")
+        if row.side.under_test:
+            name = f"**{name}**"
+        cmd = "`" + row.side.cmd.format(sockit="sockit", port="PORT", build="build",
+                                        echo_ceiling="echo_ceiling", bench="bench") + "`"
+        if row.failure or not row.values:
+            reason = (row.failure or "no rounds ran").replace("|", "\\|")
+            cells = [name, cmd, f"FAILED ({reason})", "—"] + ["—"] * len(extra_keys) + ["—", "—"]
+        else:
+            med = statistics.median(row.values)
+            cells = [name, cmd, fmt(med), f"{fmt(min(row.values))}–{fmt(max(row.values))}"]
+            for k in extra_keys:
+                xs = [e[k] for e in row.extras if k in e]
+                cells.append(fmt(statistics.median(xs)) if xs else "—")
+            if row is me:
+                cells += ["—", "—"]
+            elif me and not me.failure and me.values:
+                ratios = per_round_ratios(me, row)
+                cells += [" ".join(f"{x:.2f}" for x in ratios) or "—",
+                          f"**{statistics.median(ratios):.2f}**" if ratios else "—"]
+            else:
+                cells += ["—", "— (sockit failed)"]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def write_report(path, ctx, info, sections, elapsed, args_text, cut_short):
+    """Writes results.md atomically (temp file, then rename)."""
+    lines = ["# sockit benchmark results", "",
+             f"Generated by `bench/run.py {args_text}` (what `make bench"
+             + (" QUICK=1" if ctx.quick else "") + f"` runs) in {elapsed:.0f} s. "
+             "Each program ran once per round, alternating; the warm-up round is not counted. "
+             "**Quote the ratios**: absolute numbers on a shared machine are noise. "
+             "See docs/benchmarks.md for how to read this.", ""]
+    if cut_short:
+        lines += ["**The run hit its time budget; some workloads have fewer rounds.**", ""]
+    lines += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in info] + [""]
+    for s in sections:
+        lines += s
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build", help="CMake build directory (default: build)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, 5 rounds, under a minute")
+    ap.add_argument("--rounds", type=int, help="counted rounds (at least 5; default 9, quick 5)")
+    ap.add_argument("--workload", action="append", metavar="NAME",
+                    help="run only this workload (repeatable; may name a pending one)")
+    ap.add_argument("--all", action="store_true", help="also run pending workloads")
+    ap.add_argument("--out", default=os.path.join(HERE, "results.md"), help="report path")
+    ap.add_argument("--list", action="store_true", help="list workloads and exit")
+    args = ap.parse_args(argv)
+
+    if args.list:
+        for w in WORKLOADS:
+            print(f"{w.name:16} {w.title}{'  [pending]' if w.pending else ''}")
+        return 0
+    build = os.path.abspath(args.build)
+    rounds = max(5, args.rounds or (5 if args.quick else 9))
+    chosen = [w for w in WORKLOADS
+              if (args.workload and w.name in args.workload) or
+              (not args.workload and (args.all or not w.pending))]
+    unknown = set(args.workload or []) - {w.name for w in WORKLOADS}
+    if unknown or not chosen:
+        print(f"run.py: unknown workload(s) {sorted(unknown)}; see --list", file=sys.stderr)
+        return 2
+
+    tmp = tempfile.mkdtemp(prefix="sockit-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    ctx = Ctx(build=build, quick=args.quick, rounds=rounds,
+              bulk_bytes=(32 if args.quick else 256) * MIB,
+              run_timeout=15.0 if args.quick else 60.0,
+              echo_seconds=0.3 if args.quick else 2.0, tmp=tmp)
+    for prog in (ctx.loadgen, ctx.echo_ceiling):
+        if not os.access(prog, os.X_OK):
+            print(f"run.py: {prog} is missing; build first (make build)", file=sys.stderr)
+            return 1
+    missing = [p for p in ("socat", "ncat", "nc", "iperf3") if not shutil.which(p)]
+    if missing:
+        print(f"run.py: peers missing: {' '.join(missing)} (scripts/install-deps --bench); "
+              "their rows will fail", file=sys.stderr)
+
+    # Whole-run budget: under 1 minute quick, under 10 full, with margin.
+    started = time.monotonic()
+    budget_end = started + (50 if args.quick else 540)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    info = machine_info(ctx)
+    log("sockit benchmarks: " + "; ".join(f"{k} {v}" for k, v in info[:4]))
+    sections, cut_short = [], False
+    try:
+        for w in chosen:
+            log(f"{w.name}: {w.title} ({w.unit})")
+            rows, counted = run_workload(ctx, w, budget_end, log)
+            cut_short |= counted < ctx.rounds
+            sections.append(table(w, rows, counted, ctx))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    elapsed = time.monotonic() - started
+    args_text = " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    write_report(args.out, ctx, info, sections, elapsed, args_text, cut_short)
+    print()
+    for s in sections:
+        print("\n".join(s))
+    print(f"wrote {os.path.relpath(args.out)} in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
