@@ -343,6 +343,7 @@ class Side:
     reference: bool = False   # a ceiling, not a competitor
     under_test: bool = False  # the sockit side
     runner: Optional[Callable] = None  # overrides the workload's runner
+    quick: bool = True        # also run in --quick (a short smoke run)
 
     def argv(self, ctx, port=0):
         text = self.cmd.format(sockit=ctx.sockit, port=port, build=ctx.build,
@@ -359,6 +360,7 @@ class Workload:
     sides: List[Side]
     pending: bool = False  # sockit does not serve this yet: run only on request
     notes: str = ""
+    quick: bool = True     # also run in --quick
 
 
 def start_server(ctx, kids, side, deadline, **kw):
@@ -519,11 +521,15 @@ SOCKIT_PORT = r"listening on tcp://127\.0\.0\.1:(\d+)"
 ECHO_SIDES = [
     Side("sockit", "{sockit} serve echo tcp://127.0.0.1:0",
          port=r"^echo\s+tcp://127\.0\.0\.1:(\d+)", port_in="stdout", under_test=True),
+    Side("sockit --workers 2", "{sockit} serve --workers 2 echo tcp://127.0.0.1:0",
+         port=r"^echo\s+tcp://127\.0\.0\.1:(\d+)", port_in="stdout", quick=False),
     Side("echo_ceiling (C, epoll)", "{echo_ceiling} --listen 127.0.0.1:{port}",
          reference=True),
-    Side("python ThreadingTCPServer", "/usr/bin/python3 {bench}/seed_threading_server.py {port}"),
+    Side("python ThreadingTCPServer", "/usr/bin/python3 {bench}/seed_threading_server.py {port}",
+         quick=False),
     Side("socat (fork)", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024 EXEC:cat"),
-    Side("ncat -k (exec cat)", "ncat -l -k 127.0.0.1 {port} --exec /bin/cat"),
+    Side("ncat -k (exec cat)", "ncat -l -k --max-conns 2000 127.0.0.1 {port} --exec /bin/cat",
+         quick=False),
 ]
 
 WORKLOADS = [
@@ -556,13 +562,22 @@ WORKLOADS = [
         notes="Receiver: `loadgen bulk-recv`, which checks every byte against the pattern. "
               "Time: accept to EOF."),
     Workload(
-        "echo-pingpong", "echo, 16 connections, 64-byte messages, one in flight each",
-        "round trips/s", run_echo("pingpong", 16, 64), ECHO_SIDES, pending=True,
-        notes="Pending: the echo issue turns it on."),
+        "echo-pingpong-1", "echo, 1 connection, 64-byte messages, one in flight",
+        "round trips/s", run_echo("pingpong", 1, 64), ECHO_SIDES, quick=False,
+        notes="Latency-bound: one round trip at a time."),
+    Workload(
+        "echo-pingpong-50", "echo, 50 connections, 64-byte messages, one in flight each",
+        "round trips/s", run_echo("pingpong", 50, 64), ECHO_SIDES,
+        notes="The seeds' servers' target: at least 2x socat, 0.9x the ceiling; above the "
+              "ceiling with --workers 2."),
+    Workload(
+        "echo-pingpong-1000", "echo, 1000 connections, 64-byte messages, one in flight each",
+        "round trips/s", run_echo("pingpong", 1000, 64), ECHO_SIDES, quick=False,
+        notes="socat forks 1000 processes and ncat runs 1000 `cat`s (and is bound by select())."),
     Workload(
         "echo-connrate", "echo, connect + one 32-byte exchange + close, 8 in flight",
-        "connections/s", run_echo("connrate", 8, 32), ECHO_SIDES, pending=True,
-        notes="Pending: the echo issue turns it on."),
+        "connections/s", run_echo("connrate", 8, 32), ECHO_SIDES,
+        notes="Target: at least 10x socat's fork per connection."),
 ]
 
 
@@ -597,7 +612,7 @@ def run_workload(ctx, workload, budget_end, log):
     """Runs warm-up plus ctx.rounds rounds of every side of workload,
     alternating sides. A side that fails once is not run again. Returns
     (rows, rounds actually counted)."""
-    rows = [Row(s) for s in workload.sides]
+    rows = [Row(s) for s in workload.sides if s.quick or not ctx.quick]
     counted = 0
     for rnd in range(ctx.rounds + 1):
         if time.monotonic() > budget_end:
@@ -753,6 +768,16 @@ def write_report(path, ctx, info, sections, elapsed, args_text, cut_short):
 # main
 # ---------------------------------------------------------------------------
 
+def raise_fd_limit():
+    """1000-connection workloads need more than the usual 1024 descriptors,
+    in the load generator and in every server; children inherit this."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build", help="CMake build directory (default: build)")
@@ -770,10 +795,12 @@ def main(argv=None):
             print(f"{w.name:16} {w.title}{'  [pending]' if w.pending else ''}")
         return 0
     build = os.path.abspath(args.build)
-    rounds = max(5, args.rounds or (5 if args.quick else 9))
+    raise_fd_limit()
+    rounds = max(5, args.rounds or (5 if args.quick else 7))
     chosen = [w for w in WORKLOADS
               if (args.workload and w.name in args.workload) or
-              (not args.workload and (args.all or not w.pending))]
+              (not args.workload and (args.all or not w.pending) and
+               (w.quick or not args.quick))]
     unknown = set(args.workload or []) - {w.name for w in WORKLOADS}
     if unknown or not chosen:
         print(f"run.py: unknown workload(s) {sorted(unknown)}; see --list", file=sys.stderr)
@@ -783,7 +810,7 @@ def main(argv=None):
     ctx = Ctx(build=build, quick=args.quick, rounds=rounds,
               bulk_bytes=(32 if args.quick else 256) * MIB,
               run_timeout=15.0 if args.quick else 60.0,
-              echo_seconds=0.3 if args.quick else 2.0, tmp=tmp)
+              echo_seconds=0.3 if args.quick else 1.0, tmp=tmp)
     for prog in (ctx.loadgen, ctx.echo_ceiling):
         if not os.access(prog, os.X_OK):
             print(f"run.py: {prog} is missing; build first (make build)", file=sys.stderr)

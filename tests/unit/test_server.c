@@ -1,0 +1,381 @@
+/* tests/unit/test_server.c - the server frameworks over loopback: stopping
+ * from a handler, another thread and a signal handler (never a hang: an
+ * alarm() backstop fails the test), the blocking server's thread limit and
+ * cancellation, backpressure bounds, and sk_line_next. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sockit/sockit.h"
+
+#define BACKSTOP_S 10
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static sk_endpoint_t loopback(void) {
+  sk_endpoint_t ep;
+  char err[SK_ERRLEN];
+  assert_int_equal(sk_endpoint_parse(&ep, "tcp://127.0.0.1:0", SK_EP_LISTEN, err, sizeof err), 0);
+  return ep;
+}
+
+/* A blocking client connected to the listener's bound address. */
+static int client_for(const sk_listener_t *l) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  assert_true(fd >= 0);
+  struct timeval tv = {.tv_sec = 5};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  assert_int_equal(connect(fd, (const struct sockaddr *)&l->bound.ss, l->bound.len), 0);
+  return fd;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- event server: stop from everywhere --------------------------------------------- */
+
+static sk_server_t *current;
+static int data_calls;
+
+static void stop_on_data(sk_conn_t *c, sk_buf_t *in, int eof) {
+  if (eof && sk_buf_len(in) == 0)
+    return; /* the EOF call: nothing to echo */
+  data_calls++;
+  sk_conn_send(c, sk_buf_head(in), sk_buf_len(in));
+  sk_buf_consume(in, sk_buf_len(in));
+  sk_server_stop(current); /* from inside a handler callback */
+}
+
+typedef struct {
+  const sk_listener_t *l;
+  char reply[16];
+  ssize_t got;
+} client_job_t;
+
+static void *send_ping(void *arg) {
+  client_job_t *j = arg;
+  int fd = client_for(j->l);
+  send(fd, "ping", 4, MSG_NOSIGNAL);
+  j->got = recv(fd, j->reply, 4, MSG_WAITALL);
+  close(fd);
+  return NULL;
+}
+
+static void test_stop_from_handler(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = stop_on_data};
+  sk_server_opts_t o = {.handler = &h, .grace_ms = 3000};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  assert_int_equal(sk_server_new(&current, &o), 0);
+  assert_int_equal(sk_server_listen(current, &ep, NULL, err, sizeof err), 0);
+  client_job_t job = {.l = sk_server_listener(current, 0)};
+  pthread_t t;
+  data_calls = 0;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, send_ping, &job);
+  uint64_t start = now_ms();
+  assert_int_equal(sk_server_run(current, 1), 0);
+  pthread_join(t, NULL);
+  alarm(0);
+  /* The reply was written before the connection closed (the peer's close
+   * ends it well within the grace period). */
+  assert_int_equal(job.got, 4);
+  assert_memory_equal(job.reply, "ping", 4);
+  assert_int_equal(data_calls, 1);
+  assert_true(now_ms() - start < 3000);
+  assert_true(sk_server_stopped(current));
+  sk_server_free(current);
+}
+
+static void *stop_later(void *arg) {
+  sleep_ms(50);
+  sk_server_stop(arg);
+  return NULL;
+}
+
+static void test_stop_from_other_thread_with_workers(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = stop_on_data};
+  sk_server_opts_t o = {.handler = &h};
+  sk_endpoint_t ep = loopback();
+  sk_sockopts_t so = {.reuseport = 1};
+  char err[SK_ERRLEN];
+  sk_server_t *s;
+  assert_int_equal(sk_server_new(&s, &o), 0);
+  assert_int_equal(sk_server_listen(s, &ep, &so, err, sizeof err), 0);
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, stop_later, s);
+  uint64_t start = now_ms();
+  assert_int_equal(sk_server_run(s, 3), 0); /* no polling interval: ends at once */
+  pthread_join(t, NULL);
+  alarm(0);
+  assert_true(now_ms() - start < 1000);
+  sk_server_free(s);
+}
+
+static sk_server_t *signal_target;
+static void on_usr1(int sig) {
+  (void)sig;
+  sk_server_stop(signal_target);
+}
+
+static void *raise_later(void *arg) {
+  (void)arg;
+  sleep_ms(50);
+  kill(getpid(), SIGUSR1);
+  return NULL;
+}
+
+static void test_stop_from_signal_handler(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = stop_on_data};
+  sk_server_opts_t o = {.handler = &h};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  assert_int_equal(sk_server_new(&signal_target, &o), 0);
+  assert_int_equal(sk_server_listen(signal_target, &ep, NULL, err, sizeof err), 0);
+  signal(SIGUSR1, on_usr1);
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, raise_later, NULL);
+  assert_int_equal(sk_server_run(signal_target, 1), 0);
+  pthread_join(t, NULL);
+  alarm(0);
+  signal(SIGUSR1, SIG_DFL);
+  sk_server_free(signal_target);
+}
+
+/* A live, idle connection does not hold the server past its grace period. */
+static void nothing(sk_conn_t *c, sk_buf_t *in, int eof) {
+  (void)c;
+  (void)eof;
+  sk_buf_consume(in, sk_buf_len(in));
+}
+
+static void test_grace_period_bounds_shutdown(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = nothing};
+  sk_server_opts_t o = {.handler = &h, .grace_ms = 300};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  sk_server_t *s;
+  assert_int_equal(sk_server_new(&s, &o), 0);
+  assert_int_equal(sk_server_listen(s, &ep, NULL, err, sizeof err), 0);
+  int fd = client_for(sk_server_listener(s, 0));
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, stop_later, s);
+  uint64_t start = now_ms();
+  assert_int_equal(sk_server_run(s, 1), 0);
+  uint64_t took = now_ms() - start;
+  pthread_join(t, NULL);
+  alarm(0);
+  assert_true(took >= 300 && took < 2000);
+  char b;
+  assert_int_equal(recv(fd, &b, 1, 0), 0); /* closed by the server */
+  close(fd);
+  sk_server_free(s);
+}
+
+/* ---- blocking server ------------------------------------------------------------------ */
+
+static sk_tserver_t *tcurrent;
+static volatile int handlers_started;
+
+static void t_stop_handle(sk_stream_t *c, void *ctx) {
+  char buf[16];
+  (void)ctx;
+  ssize_t n = sk_stream_read(c, buf, sizeof buf);
+  if (n > 0)
+    sk_stream_write(c, buf, (size_t)n);
+  sk_tserver_stop(tcurrent); /* from the handler thread: must not deadlock */
+}
+
+static void test_tserver_stop_from_handler(void **state) {
+  (void)state;
+  sk_tserver_opts_t o = {.handle = t_stop_handle};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  assert_int_equal(sk_tserver_new(&tcurrent, &ep, NULL, &o, err, sizeof err), 0);
+  client_job_t job = {.l = sk_tserver_listener(tcurrent)};
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, send_ping, &job);
+  assert_int_equal(sk_tserver_run(tcurrent), 0);
+  pthread_join(t, NULL);
+  alarm(0);
+  assert_int_equal(job.got, 4);
+  assert_int_equal(sk_tserver_threads(tcurrent), 0);
+  sk_tserver_free(tcurrent);
+}
+
+static void t_block_handle(sk_stream_t *c, void *ctx) {
+  char buf[16];
+  (void)ctx;
+  __atomic_add_fetch(&handlers_started, 1, __ATOMIC_SEQ_CST);
+  while (sk_stream_read(c, buf, sizeof buf) > 0) {
+  }
+}
+
+static void *t_run(void *arg) {
+  sk_tserver_run(arg);
+  return NULL;
+}
+
+/* max_threads bounds the handlers; stop cancels blocked reads after grace. */
+static void test_tserver_thread_limit_and_cancel(void **state) {
+  (void)state;
+  sk_tserver_opts_t o = {.handle = t_block_handle, .max_threads = 2, .grace_ms = 200};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  sk_tserver_t *s;
+  handlers_started = 0;
+  assert_int_equal(sk_tserver_new(&s, &ep, NULL, &o, err, sizeof err), 0);
+  int fds[3];
+  for (int i = 0; i < 3; i++)
+    fds[i] = client_for(sk_tserver_listener(s));
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, t_run, s);
+  uint64_t deadline = now_ms() + 3000;
+  while (__atomic_load_n(&handlers_started, __ATOMIC_SEQ_CST) < 2 && now_ms() < deadline)
+    sleep_ms(5);
+  sleep_ms(100); /* a third handler would have started by now */
+  assert_int_equal(handlers_started, 2);
+  assert_int_equal(sk_tserver_threads(s), 2);
+  uint64_t start = now_ms();
+  sk_tserver_stop(s);
+  pthread_join(t, NULL);
+  alarm(0);
+  uint64_t took = now_ms() - start;
+  assert_true(took >= 150 && took < 2000);
+  assert_int_equal(sk_tserver_threads(s), 0);
+  for (int i = 0; i < 3; i++)
+    close(fds[i]);
+  sk_tserver_free(s);
+}
+
+/* ---- backpressure ---------------------------------------------------------------------- */
+
+static void echo_data(sk_conn_t *c, sk_buf_t *in, int eof) {
+  (void)eof;
+  size_t n = sk_buf_len(in), room = sk_conn_out_space(c);
+  if (n > room)
+    n = room;
+  if (n && sk_conn_send(c, sk_buf_head(in), n) == 0)
+    sk_buf_consume(in, n);
+}
+
+static void *flood(void *arg) {
+  int fd = *(int *)arg;
+  static char chunk[65536];
+  size_t total = 0;
+  /* Non-blocking: stop once the server stops reading (send would block). */
+  struct timeval tv = {.tv_sec = 0, .tv_usec = 300000};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  for (;;) {
+    ssize_t n = send(fd, chunk, sizeof chunk, MSG_NOSIGNAL);
+    if (n <= 0)
+      break;
+    total += (size_t)n;
+    if (total > (512u << 20))
+      break;
+  }
+  *(size_t *)arg = total;
+  return NULL;
+}
+
+static void test_never_reading_client_is_bounded(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = echo_data};
+  sk_server_opts_t o = {.handler = &h, .in_limit = 4096, .out_limit = 8192};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  sk_server_t *s;
+  assert_int_equal(sk_server_new(&s, &o), 0);
+  assert_int_equal(sk_server_listen(s, &ep, NULL, err, sizeof err), 0);
+  int fd = client_for(sk_server_listener(s, 0));
+  int rcv = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  union {
+    int fd;
+    size_t total;
+  } arg = {.fd = fd};
+  pthread_t t, stopper;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, flood, &arg);
+  pthread_join(t, NULL); /* the flood stalls: the server stopped reading */
+  pthread_create(&stopper, NULL, stop_later, s);
+  assert_int_equal(sk_server_run(s, 1), 0);
+  pthread_join(stopper, NULL);
+  alarm(0);
+  /* Kernel buffers on both sides plus the server's 12 KiB: a few MiB at
+   * most, never the 512 MiB the client would have sent. */
+  assert_true(arg.total < (32u << 20));
+  close(fd);
+  sk_server_free(s);
+}
+
+/* ---- sk_line_next ----------------------------------------------------------------------- */
+
+static void test_line_next(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    size_t max;
+    long used;
+    size_t len;
+  } cases[] = {
+      {"", 16, 0, 0},          {"abc", 16, 0, 0},       {"abc\n", 16, 4, 3},
+      {"abc\r\n", 16, 5, 3},   {"\n", 16, 1, 0},        {"\r\n", 16, 2, 0},
+      {"ab\ncd\n", 16, 3, 2},  {"abcd", 4, SK_ETOOBIG, 0}, {"abc\n", 4, 4, 3},
+      {"abcd\n", 4, SK_ETOOBIG, 0}, {"a\rb\n", 16, 4, 3},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    sk_buf_t b;
+    sk_buf_init(&b, 64);
+    sk_buf_append(&b, cases[i].in, strlen(cases[i].in));
+    size_t len = 999;
+    long used = sk_line_next(&b, cases[i].max, &len);
+    assert_int_equal(used, cases[i].used);
+    if (used > 0)
+      assert_int_equal(len, cases[i].len);
+    sk_buf_free(&b);
+  }
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_stop_from_handler),
+      cmocka_unit_test(test_stop_from_other_thread_with_workers),
+      cmocka_unit_test(test_stop_from_signal_handler),
+      cmocka_unit_test(test_grace_period_bounds_shutdown),
+      cmocka_unit_test(test_tserver_stop_from_handler),
+      cmocka_unit_test(test_tserver_thread_limit_and_cancel),
+      cmocka_unit_test(test_never_reading_client_is_bounded),
+      cmocka_unit_test(test_line_next),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
