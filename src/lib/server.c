@@ -39,6 +39,7 @@ struct sk_conn {
   sk_sockaddr_t peer;
   int rd_eof, closing, closed;
   int lingering;          /* our side is shut; draining theirs before close */
+  int in_dispatch;        /* inside a handler callback: flush afterwards */
   size_t lingered;        /* bytes drained while lingering */
   sk_timer_t linger;
   uint64_t started, last_activity, bytes_in, bytes_out;
@@ -158,8 +159,11 @@ static void conn_close_now(sk_conn_t *c, int reason) {
     instance_finish(in);
 }
 
-/* Writes queued output. Returns 0, or -1 if the connection was closed. */
+/* Writes queued output. Returns 0, or -1 if the connection was closed (or
+ * is lingering before its close). */
 static int conn_flush(sk_conn_t *c) {
+  if (c->closed || c->lingering)
+    return -1;
   while (sk_buf_len(&c->out)) {
     ssize_t n = sk_buf_write_fd(&c->out, c->fd, 1);
     if (n == SK_EAGAIN)
@@ -213,8 +217,11 @@ static void conn_dispatch(sk_conn_t *c) {
   if (c->closed || c->closing)
     return;
   size_t before = sk_buf_len(&c->in);
-  if (before || c->rd_eof)
+  if (before || c->rd_eof) {
+    c->in_dispatch = 1;
     s->o.handler->on_data(c, &c->in, c->rd_eof);
+    c->in_dispatch = 0;
+  }
   if (c->closed)
     return;
   if (c->message)
@@ -294,7 +301,9 @@ int sk_conn_send(sk_conn_t *c, const void *data, size_t len) {
   if (c->closed)
     return -EPIPE;
   int r = sk_buf_append(&c->out, data, len);
-  if (r == 0)
+  /* Inside a callback the framework writes once it returns (one write and
+   * no epoll change per reply); from elsewhere, a timer say, ask the loop. */
+  if (r == 0 && !c->in_dispatch)
     sk_io_set(c->inst->loop, &c->io, c->io.events | SK_WRITABLE);
   return r;
 }
@@ -360,13 +369,16 @@ static void add_conn(instance_t *in, int fd, const sk_sockaddr_t *peer, int mess
     in->conns->prev = c;
   in->conns = c;
   in->nconns++;
-  if (s->o.handler->on_open && s->o.handler->on_open(c) < 0) {
+  c->in_dispatch = 1;
+  int refused = s->o.handler->on_open && s->o.handler->on_open(c) < 0;
+  c->in_dispatch = 0;
+  if (refused) {
     c->closing = 1;
     sk_buf_consume(&c->out, sk_buf_len(&c->out));
     conn_close_now(c, SK_CLOSE_NORMAL);
     return;
   }
-  if (conn_flush(c) == 0)
+  if (!c->closed && conn_flush(c) == 0)
     conn_update(c);
 }
 

@@ -1,0 +1,467 @@
+"""The benchmark load generators, run once on tiny inputs so they cannot rot.
+
+Each generator runs against the ceiling echo server (bench/echo_ceiling),
+the seed-style Python server, or a small server written here, with tiny
+counts; the test asserts the exact counts in its JSON line and 0 errors.
+Servers that misbehave on purpose check the other half of the contract:
+a wrong answer is counted as an error (exit 1), never as a fast answer.
+
+Binaries: $SOCKIT_BUILD/bench/{loadgen,echo_ceiling}; SOCKIT_BUILD
+defaults to the build/ directory of this work tree. No timing is asserted:
+timings belong in `make bench`.
+"""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BUILD = os.environ.get("SOCKIT_BUILD", os.path.join(REPO, "build"))
+LOADGEN = os.path.join(BUILD, "bench", "loadgen")
+ECHO_CEILING = os.path.join(BUILD, "bench", "echo_ceiling")
+SEED_SERVER = os.path.join(REPO, "bench", "seed_threading_server.py")
+
+# Longest any one generator run may take (sanitizer builds are slow).
+RUN_LIMIT = 30.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bench_binaries():
+    for path in (LOADGEN, ECHO_CEILING):
+        assert os.access(path, os.X_OK), f"{path} is not built (cmake --build {BUILD})"
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+def loadgen(*args, stdin=None, limit=RUN_LIMIT):
+    """Runs loadgen to completion; returns (exit code, JSON result, stderr)."""
+    out = subprocess.run([LOADGEN, *map(str, args), "--timeout", str(limit - 5)],
+                         input=stdin, capture_output=True, timeout=limit)
+    lines = [l for l in out.stdout.decode().splitlines() if l.startswith("{")]
+    assert lines, f"loadgen {args[0]} printed no JSON; stderr: {out.stderr.decode()!r}"
+    return out.returncode, json.loads(lines[-1]), out.stderr.decode()
+
+
+def read_port(proc, limit=10.0):
+    """The port a server prints as its first stdout line, within limit."""
+    ready = select.select([proc.stdout], [], [], limit)[0]
+    assert ready, "server printed no port in time"
+    line = proc.stdout.readline()
+    assert line.strip().isdigit(), f"expected a port, got {line!r}"
+    return int(line)
+
+
+class Spawned:
+    """A server process that prints its port first; killed at the end."""
+
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.port = read_port(self.proc)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        err = self.proc.stderr.read().decode()
+        self.proc.stderr.close()
+        return err
+
+
+@pytest.fixture
+def echo_ceiling():
+    server = Spawned([ECHO_CEILING, "--listen", "127.0.0.1:0", "--lifetime", "120"])
+    yield server
+    err = server.close()
+    assert server.proc.returncode == 0, f"echo_ceiling exited {server.proc.returncode}: {err}"
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+
+
+class ThreadServer:
+    """A tiny threaded TCP server on 127.0.0.1:0 for these tests: handler(conn,
+    index) runs in its own thread per client; index counts accepts from 0."""
+
+    def __init__(self, handler):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.conns = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        index = 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
+            index += 1
+
+    def _serve(self, conn, index):
+        try:
+            self.handler(self, conn, index)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def servers():
+    made = []
+    yield lambda handler: made.append(ThreadServer(handler)) or made[-1]
+    for s in made:
+        s.close()
+
+
+def corrupting_echo(server, conn, index):
+    """Echoes, but flips one bit of the 200th byte of each connection."""
+    seen = 0
+    while True:
+        data = bytearray(conn.recv(4096))
+        if not data:
+            return
+        if seen <= 199 < seen + len(data):
+            data[199 - seen] ^= 0x01
+        seen += len(data)
+        conn.sendall(data)
+
+
+# ---- a line-broadcast (chat) server, honest or faulty ----------------------
+
+def fanout_seq(line):
+    """The sequence number of a numbered FANOUT line, or None."""
+    parts = line.split(b" ")
+    if len(parts) >= 4 and parts[0].endswith(b"FANOUT") and parts[2].isdigit():
+        return int(parts[2])
+    return None
+
+
+def make_broadcast(faults=None):
+    """A handler broadcasting each line a client sends to every other
+    client, prefixed "[client N] " the way chat servers add a nick; every
+    client gets "welcome" when it connects. faults(index, line) may return
+    the list of lines client `index` gets instead of [line]."""
+    state = {"clients": {}, "lock": threading.Lock()}
+
+    def handler(server, conn, index):
+        conn.sendall(b"welcome\n")
+        with state["lock"]:
+            state["clients"][index] = conn
+        buf = b""
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    out = b"[client %d] " % index + line + b"\n"
+                    with state["lock"]:
+                        for i, c in state["clients"].items():
+                            if i == index:
+                                continue
+                            lines = faults(i, out) if faults else [out]
+                            for l in lines:
+                                c.sendall(l)
+        finally:
+            with state["lock"]:
+                state["clients"].pop(index, None)
+
+    return handler
+
+
+def receiver0_faults():
+    """For client 0 only: drop line 5, deliver line 7 twice, swap 10 and
+    11, corrupt the padding of 15 (so 15 is corrupt and also lost)."""
+    held = []
+
+    def faults(index, line):
+        seq = fanout_seq(line.split(b"] ", 1)[1]) if b"] " in line else None
+        if index != 0 or seq is None:
+            return [line]
+        if seq == 5:
+            return []
+        if seq == 7:
+            return [line, line]
+        if seq == 10:
+            held.append(line)
+            return []
+        if seq == 11:
+            return [line] + [held.pop()]
+        if seq == 15:
+            return [line[:-3] + (b"A" if line[-3:-2] != b"A" else b"B") + line[-2:]]
+        return [line]
+
+    return faults
+
+
+# ---------------------------------------------------------------------------
+# pingpong
+# ---------------------------------------------------------------------------
+
+def test_pingpong_counts_round_trips(echo_ceiling):
+    rc, res, _ = loadgen("pingpong", "--connect", f"127.0.0.1:{echo_ceiling.port}",
+                         "--conns", 3, "--size", 100, "--count", 300)
+    assert (rc, res["errors"], res["round_trips"], res["conns"]) == (0, 0, 300, 3)
+    assert 0 < res["p50_us"] <= res["p99_us"] <= res["max_us"]
+
+
+def test_pingpong_large_messages_split_across_reads(echo_ceiling):
+    rc, res, _ = loadgen("pingpong", "--connect", f"127.0.0.1:{echo_ceiling.port}",
+                         "--conns", 2, "--size", 300000, "--count", 6)
+    assert (rc, res["errors"], res["round_trips"]) == (0, 0, 6)
+
+
+def test_pingpong_duration_bounds_the_run(echo_ceiling):
+    rc, res, _ = loadgen("pingpong", "--connect", f"127.0.0.1:{echo_ceiling.port}",
+                         "--conns", 2, "--duration", 0.2)
+    assert (rc, res["errors"]) == (0, 0)
+    assert res["round_trips"] > 0
+
+
+def test_pingpong_over_ipv6(echo_ceiling):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = Spawned([ECHO_CEILING, "--listen", "[::1]:0", "--lifetime", "60"])
+    except AssertionError:
+        pytest.skip("cannot listen on ::1 here")
+    try:
+        rc, res, _ = loadgen("pingpong", "--connect", f"[::1]:{server.port}", "--count", 20)
+        assert (rc, res["errors"], res["round_trips"]) == (0, 0, 20)
+    finally:
+        server.close()
+
+
+def test_pingpong_against_seed_threading_server():
+    server = Spawned([sys.executable, SEED_SERVER, "0"])
+    try:
+        rc, res, _ = loadgen("pingpong", "--connect", f"127.0.0.1:{server.port}",
+                             "--conns", 2, "--size", 3000, "--count", 40)
+        assert (rc, res["errors"], res["round_trips"]) == (0, 0, 40)
+    finally:
+        server.close()
+
+
+def test_pingpong_counts_a_wrong_echo_as_error(servers):
+    srv = servers(corrupting_echo)
+    rc, res, _ = loadgen("pingpong", "--connect", f"127.0.0.1:{srv.port}",
+                         "--size", 64, "--count", 10)
+    # Byte 199 is in round trip 3 (bytes 192..255): rounds 0-2 succeed.
+    assert rc == 1
+    assert res["round_trips"] == 3
+    assert res["errors"] == 1
+    assert "round trip 3 differs at byte 7" in res["error"]
+
+
+def test_pingpong_refused_is_an_error():
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, res, _ = loadgen("pingpong", "--connect", f"127.0.0.1:{port}", "--count", 5)
+    assert rc == 1 and res["round_trips"] == 0
+    assert "Connection refused" in res["error"]
+
+
+def test_loadgen_usage_errors():
+    out = subprocess.run([LOADGEN, "pingpong", "--conns", "x"], capture_output=True, timeout=10)
+    assert out.returncode == 2 and b"bad value 'x'" in out.stderr
+    out = subprocess.run([LOADGEN, "nosuchmode"], capture_output=True, timeout=10)
+    assert out.returncode == 2 and b"unknown mode" in out.stderr
+
+
+# ---------------------------------------------------------------------------
+# connrate
+# ---------------------------------------------------------------------------
+
+def test_connrate_counts_connections(echo_ceiling):
+    rc, res, _ = loadgen("connrate", "--connect", f"127.0.0.1:{echo_ceiling.port}",
+                         "--conns", 4, "--count", 100)
+    assert (rc, res["errors"], res["connections"], res["attempts"]) == (0, 0, 100, 100)
+
+
+def test_connrate_counts_a_wrong_echo_as_error(servers):
+    srv = servers(corrupting_echo)
+    # 300-byte exchanges: byte 199 of every connection is flipped.
+    rc, res, _ = loadgen("connrate", "--connect", f"127.0.0.1:{srv.port}",
+                         "--size", 300, "--count", 5)
+    assert (rc, res["connections"], res["errors"]) == (1, 0, 5)
+
+
+# ---------------------------------------------------------------------------
+# bulk
+# ---------------------------------------------------------------------------
+
+def test_bulk_send_verifies_echo(echo_ceiling):
+    rc, res, _ = loadgen("bulk-send", "--connect", f"127.0.0.1:{echo_ceiling.port}",
+                         "--bytes", 3 * 1024 * 1024 + 7, "--conns", 2, "--echo")
+    assert (rc, res["errors"]) == (0, 0)
+    assert res["bytes"] == res["bytes_back"] == 3 * 1024 * 1024 + 7
+
+
+def test_bulk_send_counts_a_wrong_echo_as_error(servers):
+    srv = servers(corrupting_echo)
+    rc, res, _ = loadgen("bulk-send", "--connect", f"127.0.0.1:{srv.port}",
+                         "--bytes", 100000, "--echo")
+    assert (rc, res["errors"]) == (1, 1)
+    assert res["error"] == "conn 0: echoed bytes differ from the pattern at offset 199"
+
+
+def test_bulk_send_to_bulk_recv():
+    size = 5_000_001
+    recv = subprocess.Popen([LOADGEN, "bulk-recv", "--listen", "127.0.0.1:0",
+                             "--bytes", str(size), "--timeout", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        port = read_port(recv)
+        rc, sent, _ = loadgen("bulk-send", "--connect", f"127.0.0.1:{port}", "--bytes", size)
+        out, err = recv.communicate(timeout=RUN_LIMIT)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+            recv.communicate()
+    got = json.loads(out.decode().splitlines()[-1])
+    assert (rc, sent["errors"], sent["bytes"], sent["bytes_back"]) == (0, 0, size, 0)
+    assert (recv.returncode, got["errors"], got["bytes"], got["conns"]) == (0, 0, size, 1)
+
+
+def pattern_bytes(tmp_path, size):
+    """size bytes of the loadgen pattern, made by `loadgen genfile`."""
+    path = tmp_path / "pattern.dat"
+    rc, res, _ = loadgen("genfile", "--bytes", size, "--out", path)
+    assert (rc, res["bytes"]) == (0, size)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["none", "flip", "short"])
+def test_bulk_recv_checks_every_byte(tmp_path, damage):
+    size = 1_000_000
+    data = bytearray(pattern_bytes(tmp_path, size))
+    if damage == "flip":
+        data[654321] ^= 0x40
+    elif damage == "short":
+        data = data[:-1]
+    recv = subprocess.Popen([LOADGEN, "bulk-recv", "--listen", "127.0.0.1:0",
+                             "--bytes", str(size), "--timeout", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        port = read_port(recv)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            try:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                assert s.recv(1) == b""  # the receiver closes after EOF
+            except OSError:
+                # On wrong bytes it stops reading and closes at once, so
+                # this side may see a reset (ECONNRESET, EPIPE, ENOTCONN).
+                assert damage == "flip"
+        out, _ = recv.communicate(timeout=RUN_LIMIT)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+            recv.communicate()
+    res = json.loads(out.decode().splitlines()[-1])
+    if damage == "none":
+        assert (recv.returncode, res["errors"], res["bytes"]) == (0, 0, size)
+    elif damage == "flip":
+        assert recv.returncode == 1 and res["errors"] == 1
+        assert res["error"] == "conn 0: bytes differ from the pattern at offset 654321"
+    else:
+        assert recv.returncode == 1 and res["bytes"] == size - 1
+        assert f"received {size - 1} bytes, expected {size}" in res["error"]
+
+
+def test_bulk_sink_counts_and_verifies_stdin(tmp_path):
+    size = 2_000_000
+    data = pattern_bytes(tmp_path, size)
+    rc, res, _ = loadgen("bulk-sink", "--bytes", size, "--drain", 0.05, stdin=data)
+    assert (rc, res["errors"], res["bytes"]) == (0, 0, size)
+    assert res["reached_ns"] >= res["first_ns"] > 0
+    rc, res, _ = loadgen("bulk-sink", "--bytes", size, "--drain", 0.05, stdin=data + b"x")
+    assert rc == 1 and res["bytes"] == size + 1 and "wrong count" in res["error"]
+    bad = bytearray(data)
+    bad[12345] ^= 1
+    rc, res, _ = loadgen("bulk-sink", "--bytes", size, "--drain", 0.05, stdin=bytes(bad))
+    assert rc == 1 and res["error"] == "bytes differ from the pattern at offset 12345"
+
+
+# ---------------------------------------------------------------------------
+# fanout
+# ---------------------------------------------------------------------------
+
+def test_fanout_every_receiver_gets_every_line(servers):
+    srv = servers(make_broadcast())
+    rc, res, _ = loadgen("fanout", "--connect", f"127.0.0.1:{srv.port}",
+                         "--receivers", 3, "--count", 200, "--window", 16)
+    assert rc == 0, res["error"]
+    assert (res["errors"], res["sent"], res["expected"], res["deliveries"]) == (0, 200, 600, 600)
+    assert (res["lost"], res["duplicated"], res["reordered"], res["corrupt"]) == (0, 0, 0, 0)
+    assert res["other_lines"] == 3  # each receiver's "welcome"
+
+
+def test_fanout_counts_lost_duplicated_reordered_corrupt(servers):
+    srv = servers(make_broadcast(receiver0_faults()))
+    rc, res, _ = loadgen("fanout", "--connect", f"127.0.0.1:{srv.port}",
+                         "--receivers", 2, "--count", 20, "--window", 0, "--drain", 0.3)
+    assert rc == 1
+    assert (res["sent"], res["expected"]) == (20, 40)
+    assert (res["lost"], res["duplicated"], res["reordered"], res["corrupt"]) == (2, 1, 1, 1)
+    assert res["deliveries"] == 38
+    assert res["errors"] == 5
+    assert res["error"] == "receiver 0: 2 lost, 1 duplicated, 1 reordered, 1 corrupt"
+
+
+def test_fanout_stalled_server_ends_the_run(servers):
+    # A server that takes the lines and never broadcasts them.
+    def black_hole(server, conn, index):
+        while conn.recv(65536):
+            pass
+
+    srv = servers(black_hole)
+    rc, res, _ = loadgen("fanout", "--connect", f"127.0.0.1:{srv.port}", "--receivers", 2,
+                         "--count", 10, limit=8)
+    assert rc == 1 and res["deliveries"] == 0
+    assert "timed out before every receiver saw a SYNC line" in res["error"]
+
+
+# ---------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------
+
+def test_driver_lists_workloads():
+    out = subprocess.run([sys.executable, os.path.join(REPO, "bench", "run.py"), "--list"],
+                         capture_output=True, timeout=30, text=True)
+    assert out.returncode == 0, out.stderr
+    names = [l.split()[0] for l in out.stdout.splitlines()]
+    assert {"bulk-listen", "bulk-keepopen", "bulk-connect"} <= set(names)
