@@ -98,13 +98,31 @@ def test_program_built_with_pkg_config(prefix, tmp_path, run):
     src.write_text(PROGRAM)
     env = dict(os.environ, PKG_CONFIG_PATH=":".join(str(p.parent) for p in
                                                      prefix.rglob("libsockit.pc")))
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "--static", "libsockit"],
-                           capture_output=True, text=True, env=env, check=True).stdout.split()
-    exe = tmp_path / "upper"
-    r = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", "-o", str(exe), str(src),
-                        "-Wl,-Bstatic", "-lsockit", "-Wl,-Bdynamic", "-pthread"] + flags,
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
+    def pc(*args):
+        return subprocess.run(["pkg-config", *args, "libsockit"], capture_output=True,
+                              text=True, env=env, check=True).stdout.split()
+    extra = []
+    # A sanitizer build's library needs the sanitizer runtimes linked in.
+    cache = open(os.path.join(os.path.dirname(run.bin), "CMakeCache.txt")).read()
+    if re.search(r"^SK_SANITIZE:BOOL=ON$", cache, re.M):
+        extra = ["-fsanitize=address,undefined"]
+    libdir = pc("--variable=libdir")[0]
+    builds = {
+        # static: the archive itself, plus what Libs.private asks for
+        "upper-static": [os.path.join(libdir, "libsockit.a")] + pc("--libs-only-other",
+                                                                    "--static"),
+        # shared: -L/-l from the .pc file, found at run time through an rpath
+        "upper-shared": pc("--libs") + [f"-Wl,-rpath,{libdir}"],
+    }
+    for name, libs in builds.items():
+        r = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", *extra, *pc("--cflags"),
+                            "-o", str(tmp_path / name), str(src), *libs],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        exercise(run, str(tmp_path / name))
+
+
+def exercise(run, exe):
     p = run.spawn([str(exe)], name="upper")
     m = p.out.wait_for(rb"^(\d+\.\d+\.\d+) 127\.0\.0\.1:(\d+)$")
     with tcp_connect("127.0.0.1", int(m.group(2))) as s:
