@@ -411,8 +411,11 @@ def test_hub_defaults(run):
     for _, proto, port in HUB:
         s = socket.socket(socket.AF_INET,
                           socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the hub does
         try:
             s.bind(("127.0.0.1", port))
+            if proto == "tcp":
+                s.listen()
         except OSError:
             pytest.skip(f"hub port {proto}/{port} is taken on this machine")
         finally:
