@@ -43,9 +43,20 @@ typedef struct {
   int close_fds;    /* close rfd/wfd when the bridge is freed */
 } sk_bridge_side_t;
 
+/* Sees every byte that passes, in order, before it is written: `from` is
+ * the side it came from ('a' or 'b'), offset its position in that
+ * direction's stream. For logs and hex dumps; it must not keep p. */
+typedef void (*sk_bridge_tap_cb)(void *data, char from, uint64_t offset, const void *p, size_t n);
+
 typedef struct {
   size_t limit;              /* per-direction buffer; 0 = SK_BUF_DEFAULT_LIMIT */
   uint64_t idle_timeout_ms;  /* end after this long with no data; 0 = never */
+  /* Move stream-socket-to-stream-socket bytes with splice() through a pipe
+   * per direction (the kernel copies, not us); falls back to read/write
+   * where splice is refused. Ignored when tap is set. */
+  int splice;
+  sk_bridge_tap_cb tap;
+  void *tap_data;
 } sk_bridge_opts_t;
 
 /* Why a session ended: 0 (both sides done, or eof_ends), SK_ETIMEDOUT
@@ -60,9 +71,11 @@ typedef struct {
 typedef void (*sk_bridge_done_cb)(sk_bridge_t *br, const sk_bridge_end_t *end,
                                   void *data);
 
-/* Starts a bridge on loop. The side structs are copied. done is called once,
- * from the loop, when the session ends; the bridge may be freed inside it.
- * Returns 0 or a negative errno. */
+/* Starts a bridge on loop. The side structs are copied; descriptors marked
+ * close_fds are the bridge's from a successful start on (a failed start
+ * leaves them to the caller). done is called once, from the loop, when the
+ * session ends; the bridge may be freed inside it. Returns 0 or a negative
+ * errno. */
 SK_API int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop,
                            const sk_bridge_side_t *a, const sk_bridge_side_t *b,
                            const sk_bridge_opts_t *opts, sk_bridge_done_cb done,

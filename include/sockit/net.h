@@ -79,6 +79,16 @@ SK_API int sk_net_shed(int lfd);
 SK_API int sk_net_connect(const sk_endpoint_t *ep, const sk_sockopts_t *o,
                           char *err, size_t errlen);
 
+/* Starts a non-blocking connect to one address, for event-driven code.
+ * Returns the fd (close-on-exec, non-blocking) with the connect under way or
+ * done: watch it for SK_WRITABLE, then sk_net_connect_finish tells the
+ * outcome. Returns a negative errno if it failed at once (a full unix
+ * backlog gives -EAGAIN). o's per-connection options and source apply. */
+SK_API int sk_net_connect_start(const sk_sockaddr_t *addr, int socktype, const sk_sockopts_t *o);
+/* The outcome of a connect started by sk_net_connect_start: 0 or a
+ * negative errno (SO_ERROR). */
+SK_API int sk_net_connect_finish(int fd);
+
 /* Resolves ep's host (getaddrinfo) for its socket type. On success *res is
  * a list to free with freeaddrinfo. For unix kinds fills one address. */
 struct addrinfo;

@@ -21,7 +21,8 @@ typedef struct {
   void (*print_usage)(void); /* or this, when the text is made at run time */
 } cli_command_t;
 
-extern const cli_command_t cli_connect, cli_listen, cli_serve, cli_ping;
+extern const cli_command_t cli_connect, cli_listen, cli_serve, cli_relay,
+    cli_ping;
 
 /* "sockit: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "services/services.h"
+#include "sockit/relay.h"
 
 static const char usage[] =
     "Usage: sockit serve [OPTIONS] [SERVICE ENDPOINT... [SERVICE ENDPOINT...]]\n"
@@ -26,7 +27,8 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "  --config FILE         read 'SERVICE ENDPOINT... [--max-conns=N] [--idle-timeout=S]'\n"
-    "                        lines from FILE ('#' starts a comment)\n"
+    "                        lines from FILE ('#' starts a comment), and relays:\n"
+    "                        'relay LISTEN TARGET... [--idle-timeout=S] [--max-conns=N]'\n"
     "  --workers N           N threads, each serving every endpoint (default 1;\n"
     "                        0 = one per core); tcp/udp use SO_REUSEPORT\n"
     "  --max-conns N         at most N connections per service and worker\n"
@@ -52,6 +54,8 @@ typedef struct {
 typedef struct {
   hosted_t hosted[MAX_SERVICES];
   int n;
+  sk_relay_t *relays[MAX_SERVICES]; /* `relay LISTEN TARGET...` config lines */
+  int nrelays;
   unsigned long max_conns;
   uint64_t idle_ms, grace_ms;
   int verbose;
@@ -141,6 +145,61 @@ static int line_option(hosted_t *h, const char *opt, const char *file, int linen
   return -1;
 }
 
+static void relay_log(void *ctx, const char *line) {
+  (void)ctx;
+  cli_error("relay: %s", line);
+}
+
+/* A config line `relay LISTEN TARGET... [--idle-timeout=S] [--max-conns=N]
+ * [--connect-timeout=S]`: the relay joins the hub (it has no default
+ * endpoints, so it is there only when configured). */
+static int add_relay(serve_t *sv, char **words, int nw, const char *path, int lineno,
+                     int workers) {
+  sk_relay_opts_t o = {.on_error = relay_log, .on_log = sv->verbose ? relay_log : NULL};
+  sk_sockopts_t so = {.nodelay = 1, .reuseport = workers != 1};
+  sk_endpoint_t eps[SK_RELAY_MAX_TARGETS + 1];
+  int neps = 0;
+  char err[SK_ERRLEN];
+  for (int i = 0; i < nw; i++) {
+    const char *v = strchr(words[i], '=');
+    if (strncmp(words[i], "--", 2) == 0) {
+      uint64_t ms;
+      if (v && strncmp(words[i], "--idle-timeout=", 15) == 0 && cli_parse_seconds(v + 1, &ms) == 0)
+        o.idle_timeout_ms = ms;
+      else if (v && strncmp(words[i], "--connect-timeout=", 18) == 0 &&
+               cli_parse_seconds(v + 1, &ms) == 0 && ms > 0)
+        o.connect_timeout_ms = ms;
+      else if (!(v && strncmp(words[i], "--max-conns=", 12) == 0 &&
+                 cli_parse_uint(v + 1, 1000000, &o.max_conns) == 0)) {
+        cli_error("%s:%d: bad relay option '%s'", path, lineno, words[i]);
+        return EXIT_USAGE;
+      }
+      continue;
+    }
+    if (neps == SK_RELAY_MAX_TARGETS + 1 ||
+        sk_endpoint_parse(&eps[neps], words[i], neps ? SK_EP_CONNECT : SK_EP_LISTEN, err,
+                          sizeof err) < 0) {
+      cli_error("%s:%d: %s", path, lineno, neps == SK_RELAY_MAX_TARGETS + 1 ? "too many targets"
+                                                                             : err);
+      return EXIT_USAGE;
+    }
+    neps++;
+  }
+  if (neps < 2) {
+    cli_error("%s:%d: relay needs LISTEN and at least one TARGET", path, lineno);
+    return EXIT_USAGE;
+  }
+  if (sv->nrelays == MAX_SERVICES)
+    return EXIT_USAGE;
+  if (sk_relay_new(&sv->relays[sv->nrelays], &eps[0], eps + 1, neps - 1, &so, &o, err,
+                   sizeof err) < 0) {
+    cli_error("relay: %s", err);
+    return EXIT_NET;
+  }
+  sv->nrelays++;
+  return EXIT_OK;
+}
+
 static int read_config(serve_t *sv, const char *path, int workers) {
   FILE *f = fopen(path, "r");
   if (!f) {
@@ -160,6 +219,10 @@ static int read_config(serve_t *sv, const char *path, int workers) {
       words[nw++] = tok;
     if (nw == 0)
       continue;
+    if (strcmp(words[0], "relay") == 0) {
+      code = add_relay(sv, words + 1, nw - 1, path, lineno, workers);
+      continue;
+    }
     const svc_t *svc = svc_find(words[0]);
     if (!svc) {
       cli_error("%s:%d: unknown service '%s'", path, lineno, words[0]);
@@ -203,6 +266,14 @@ static void print_table(const serve_t *sv) {
       printf("%-9s %s\n", sv->hosted[i].svc->name, sk_endpoint_format(&ep, text, sizeof text));
     }
   }
+  for (int i = 0; i < sv->nrelays; i++) {
+    const sk_listener_t *l = sk_relay_listener(sv->relays[i]);
+    sk_endpoint_t ep = l->ep;
+    if (ep.kind == SK_EP_TCP || ep.kind == SK_EP_UDP)
+      ep.port = (uint16_t)sk_sockaddr_port(&l->bound);
+    char text[SK_ENDPOINT_STRLEN];
+    printf("%-9s %s\n", "relay", sk_endpoint_format(&ep, text, sizeof text));
+  }
   fflush(stdout);
 }
 
@@ -211,6 +282,8 @@ static void on_stop_signal(sk_loop_t *loop, int signo, void *data) {
   (void)signo;
   for (int i = 0; i < sv->n; i++)
     sk_server_stop(sv->hosted[i].srv);
+  for (int i = 0; i < sv->nrelays; i++)
+    sk_relay_stop(sv->relays[i]);
   /* Let the loop end once the services have; a second signal kills. */
   sk_loop_signal(loop, SIGINT, NULL, NULL);
   sk_loop_signal(loop, SIGTERM, NULL, NULL);
@@ -320,6 +393,8 @@ static int run(int argc, char **argv) {
     int r = sk_loop_new(&w[i].loop);
     for (int j = 0; r == 0 && j < sv.n; j++)
       r = sk_server_attach(sv.hosted[j].srv, w[i].loop);
+    for (int j = 0; r == 0 && j < sv.nrelays; j++)
+      r = sk_relay_attach(sv.relays[j], w[i].loop);
     if (r < 0) {
       cli_error("serve: %s", sk_strerror(r));
       goto out;
@@ -349,6 +424,8 @@ out:
   free(w);
   for (int i = 0; i < sv.n; i++)
     sk_server_free(sv.hosted[i].srv);
+  for (int i = 0; i < sv.nrelays; i++)
+    sk_relay_free(sv.relays[i]);
   return code;
 }
 

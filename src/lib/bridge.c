@@ -2,6 +2,7 @@
  * and end-of-stream forwarding.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,6 +26,12 @@ typedef struct {
   int done;     /* EOF forwarded to dst after the buffer was flushed */
   uint64_t count;
   uint64_t last_read; /* when the source last gave data */
+  uint64_t offset;    /* bytes read from the source so far (for the tap) */
+  size_t tapped_upto; /* buffered bytes already shown to the tap (crlf mode) */
+  /* splice mode: bytes wait in a pipe instead of buf */
+  int spliced;
+  int pipe_r, pipe_w; /* -1 until the first read */
+  size_t pipe_len, pipe_cap;
 } dir_t;
 
 struct side {
@@ -97,9 +104,14 @@ static size_t next_message(const dir_t *d) {
 
 static int dst_message(const dir_t *d) { return d->dst->cfg.message; }
 
+/* Bytes read from the source and not yet written to the destination. */
+static size_t pending(const dir_t *d) { return d->spliced ? d->pipe_len : sk_buf_len(&d->buf); }
+
 static int want_read(const sk_bridge_t *br, const dir_t *d) {
   if (br->finished || d->src_eof || d->src->cfg.rfd < 0)
     return 0;
+  if (d->spliced)
+    return d->pipe_len < d->pipe_cap || d->pipe_r < 0;
   size_t need = d->src->cfg.message ? SK_MSG_MAX : 1;
   if (d->dst->cfg.crlf)
     need *= 2;
@@ -112,7 +124,7 @@ static int want_write(const sk_bridge_t *br, const dir_t *d) {
   if (dst_message(d))
     return next_message(d) > 0 || (d->src_eof && sk_buf_len(&d->buf) == 0);
   /* Also wake for the EOF to forward once everything is written. */
-  return sk_buf_len(&d->buf) > 0 || d->src_eof;
+  return pending(d) > 0 || d->src_eof;
 }
 
 static void update_side(sk_bridge_t *br, side_t *s, dir_t *from, dir_t *to) {
@@ -148,8 +160,104 @@ static void append_converted(dir_t *d, const char *p, size_t n) {
   }
 }
 
+/* ---- splice mode ------------------------------------------------------------------ */
+
+/* Makes d's pipe, sized to the bridge's limit where the system allows.
+ * Returns 0 or a negative errno. */
+static int splice_pipe(sk_bridge_t *br, dir_t *d) {
+  int p[2];
+  if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+    return sk__neg_errno();
+  d->pipe_r = p[0];
+  d->pipe_w = p[1];
+  int want = (int)d->buf.limit;
+  if (fcntl(p[1], F_SETPIPE_SZ, want) < 0)
+    (void)0; /* pipe-max-size is lower: keep what the kernel gave */
+  int cap = fcntl(p[1], F_GETPIPE_SZ);
+  d->pipe_cap = cap > 0 ? (size_t)cap : 65536;
+  (void)br;
+  return 0;
+}
+
+/* Falls back to read/write for d (splice refused for this pair of fds). */
+static void unsplice(dir_t *d) {
+  d->spliced = 0;
+  if (d->pipe_r >= 0) {
+    close(d->pipe_r);
+    close(d->pipe_w);
+  }
+  d->pipe_r = d->pipe_w = -1;
+}
+
+/* Source to pipe. Returns bytes moved, 0 for "try later", SK_EOF, or a
+ * negative errno. */
+static ssize_t splice_in(sk_bridge_t *br, dir_t *d) {
+  if (d->pipe_r < 0) {
+    int r = splice_pipe(br, d);
+    if (r < 0)
+      return r;
+  }
+  size_t room = d->pipe_cap - d->pipe_len;
+  if (room == 0)
+    return 0;
+  ssize_t n;
+  do
+    n = splice(d->src->cfg.rfd, NULL, d->pipe_w, NULL, room, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    d->pipe_len += (size_t)n;
+    return n;
+  }
+  if (n == 0)
+    return SK_EOF;
+  if (errno == EAGAIN)
+    return 0;
+  return sk__neg_errno();
+}
+
+/* Pipe to destination. Returns bytes moved, 0 for "try later", or a
+ * negative errno. */
+static ssize_t splice_out(dir_t *d) {
+  ssize_t n;
+  do
+    n = splice(d->pipe_r, NULL, d->dst->cfg.wfd, NULL, d->pipe_len,
+               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    d->pipe_len -= (size_t)n;
+    return n;
+  }
+  if (n < 0 && errno == EAGAIN)
+    return 0;
+  return n < 0 ? sk__neg_errno() : 0;
+}
+
 static void do_read(sk_bridge_t *br, dir_t *d) {
   side_t *s = d->src;
+  if (d->spliced) {
+    for (int i = 0; i < READS_PER_WAKEUP && want_read(br, d); i++) {
+      ssize_t n = splice_in(br, d);
+      if (n == -EINVAL && d->pipe_len == 0 && d->offset == 0) {
+        unsplice(d); /* this pair of descriptors cannot splice */
+        break;
+      }
+      if (n > 0) {
+        d->offset += (uint64_t)n;
+        br->last_activity = d->last_read = sk_loop_now(br->loop);
+        continue;
+      }
+      if (n == 0)
+        return;
+      if (n == SK_EOF) {
+        d->src_eof = 1;
+        return;
+      }
+      finish(br, (int)n, s->name, "read");
+      return;
+    }
+    if (d->spliced)
+      return;
+  }
   for (int i = 0; i < READS_PER_WAKEUP && want_read(br, d); i++) {
     ssize_t n;
     if (d->dst->cfg.crlf) {
@@ -179,6 +287,17 @@ static void do_read(sk_bridge_t *br, dir_t *d) {
       n = sk_buf_read_fd(&d->buf, s->cfg.rfd, s->cfg.message ? SK_MSG_MAX : 0);
     }
     if (n > 0) {
+      if (br->opts.tap) {
+        size_t held = sk_buf_len(&d->buf), got = (size_t)n;
+        if (d->dst->cfg.crlf)
+          got = held - d->tapped_upto; /* conversion may have grown it */
+        br->opts.tap(br->opts.tap_data, s->name, d->offset,
+                     sk_buf_head(&d->buf) + held - got, got);
+        d->offset += got;
+        d->tapped_upto = held;
+      } else {
+        d->offset += (uint64_t)n;
+      }
       br->last_activity = d->last_read = sk_loop_now(br->loop);
       continue;
     }
@@ -207,7 +326,11 @@ static void do_write(sk_bridge_t *br, dir_t *d) {
   side_t *s = d->dst;
   for (int i = 0; i < WRITES_PER_WAKEUP && !d->done; i++) {
     ssize_t n;
-    if (dst_message(d)) {
+    if (d->spliced) {
+      if (d->pipe_len == 0)
+        goto check_eof;
+      n = splice_out(d);
+    } else if (dst_message(d)) {
       size_t m = next_message(d);
       if (m == 0)
         goto check_eof;
@@ -223,6 +346,7 @@ static void do_write(sk_bridge_t *br, dir_t *d) {
     }
     if (n > 0) {
       d->count += (uint64_t)n;
+      d->tapped_upto = d->tapped_upto > (size_t)n ? d->tapped_upto - (size_t)n : 0;
       br->last_activity = sk_loop_now(br->loop);
       continue;
     }
@@ -238,7 +362,7 @@ static void do_write(sk_bridge_t *br, dir_t *d) {
   }
   return;
 check_eof:
-  if (d->src_eof && sk_buf_len(&d->buf) == 0)
+  if (d->src_eof && pending(d) == 0)
     forward_eof(d);
 }
 
@@ -250,7 +374,7 @@ static void linger_fired(sk_loop_t *loop, sk_timer_t *t) {
   sk_bridge_t *br = t->data;
   dir_t *d = br->lingering;
   uint64_t quiet = sk_loop_now(loop) - d->last_read;
-  if (d->done || (sk_buf_len(&d->buf) == 0 && quiet >= br->linger_ms)) {
+  if (d->done || (pending(d) == 0 && quiet >= br->linger_ms)) {
     finish(br, 0, 0, NULL);
     return;
   }
@@ -284,7 +408,7 @@ static void idle_fired(sk_loop_t *loop, sk_timer_t *t) {
   if (quiet >= br->opts.idle_timeout_ms) {
     /* Lingering after one direction ended is a normal way to end, unless
      * bytes are still stuck on their way out: that is a dead peer. */
-    int lingering = br->lingering != NULL && sk_buf_len(&br->lingering->buf) == 0;
+    int lingering = br->lingering != NULL && pending(br->lingering) == 0;
     finish(br, lingering ? 0 : SK_ETIMEDOUT, 0, lingering ? NULL : "idle");
     return;
   }
@@ -310,7 +434,7 @@ static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events) {
     if (want_write(br, other))
       do_write(br, other);
   }
-  if (!br->finished && to->src_eof && !to->done && sk_buf_len(&to->buf) == 0 && !dst_message(to))
+  if (!br->finished && to->src_eof && !to->done && pending(to) == 0 && !dst_message(to))
     forward_eof(to);
   check_done(br);
   update(br);
@@ -365,6 +489,13 @@ int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop, const sk_bridge_side_t *
   sk_buf_init(&br->ba.buf, limit);
   br->ab.src_eof = a->rfd < 0;
   br->ba.src_eof = b->rfd < 0;
+  br->ab.pipe_r = br->ab.pipe_w = br->ba.pipe_r = br->ba.pipe_w = -1;
+  if (br->opts.splice && !br->opts.tap) {
+    dir_t *dirs[2] = {&br->ab, &br->ba};
+    for (int i = 0; i < 2; i++)
+      dirs[i]->spliced = dirs[i]->src->rtype == SOCK_STREAM &&
+                         dirs[i]->dst->wtype == SOCK_STREAM && !dirs[i]->dst->cfg.crlf;
+  }
   sk_timer_init(&br->idle_timer, idle_fired, br);
   sk_timer_init(&br->linger_timer, linger_fired, br);
   br->last_activity = br->ab.last_read = br->ba.last_read = sk_loop_now(loop);
@@ -375,6 +506,7 @@ int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop, const sk_bridge_side_t *
     r = sk_timer_start(loop, &br->idle_timer, br->opts.idle_timeout_ms, 0);
   if (r < 0) {
     br->finished = 1;
+    br->a.cfg.close_fds = br->b.cfg.close_fds = 0; /* still the caller's */
     sk_bridge_free(br);
     return r;
   }
@@ -400,6 +532,8 @@ void sk_bridge_free(sk_bridge_t *br) {
   }
   sk_timer_stop(br->loop, &br->idle_timer);
   sk_timer_stop(br->loop, &br->linger_timer);
+  unsplice(&br->ab);
+  unsplice(&br->ba);
   sk_buf_free(&br->ab.buf);
   sk_buf_free(&br->ba.buf);
   free(br);

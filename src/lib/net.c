@@ -511,6 +511,36 @@ static int connect_one(const struct sockaddr *addr, socklen_t len, int type,
   return fd;
 }
 
+int sk_net_connect_start(const sk_sockaddr_t *addr, int socktype, const sk_sockopts_t *o) {
+  int family = addr->ss.ss_family;
+  int fd = new_socket(family, socktype);
+  if (fd < 0)
+    return fd;
+  int r = sk_net_apply(fd, socktype, family, o);
+  if (r == 0 && o && o->source && family != AF_UNIX) {
+    sk_sockaddr_t src;
+    r = resolve_source(o->source, family, socktype, &src, NULL, 0);
+    if (r == 0 && bind(fd, (struct sockaddr *)&src.ss, src.len) < 0)
+      r = sk__neg_errno();
+  }
+  if (r == 0 && connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 &&
+      errno != EINPROGRESS && errno != EINTR)
+    r = sk__neg_errno();
+  if (r < 0) {
+    close(fd);
+    return r;
+  }
+  return fd;
+}
+
+int sk_net_connect_finish(int fd) {
+  int soerr = 0;
+  socklen_t sl = sizeof soerr;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+    return sk__neg_errno();
+  return soerr ? -soerr : 0;
+}
+
 int sk_net_connect(const sk_endpoint_t *ep, const sk_sockopts_t *o, char *err, size_t errlen) {
   char name[SK_ENDPOINT_STRLEN];
   sk_endpoint_format(ep, name, sizeof name);
