@@ -345,9 +345,9 @@ class Side:
     runner: Optional[Callable] = None  # overrides the workload's runner
     quick: bool = True        # also run in --quick (a short smoke run)
 
-    def argv(self, ctx, port=0):
+    def argv(self, ctx, port=0, target=""):
         text = self.cmd.format(sockit=ctx.sockit, port=port, build=ctx.build,
-                               echo_ceiling=ctx.echo_ceiling, bench=HERE)
+                               echo_ceiling=ctx.echo_ceiling, bench=HERE, target=target)
         return shlex.split(text)
 
 
@@ -513,6 +513,100 @@ def run_echo(mode, conns, size):
     return runner
 
 
+# ---- relays: the same load direct and through each relay -----------------------
+
+DIRECT = "direct"  # a relay side's cmd for "no relay at all" (the reference)
+
+
+def start_relay(ctx, kids, side, target, direct_port, deadline):
+    """Puts side (a relay) in front of target and returns the TCP port the
+    load should use: a fresh one for a relay, direct_port for DIRECT."""
+    if side.cmd == DIRECT:
+        return direct_port
+    port = free_port()
+    child = kids.start(side.argv(ctx, port, target), side.name)
+    wait_listening(child, port, deadline)
+    return port
+
+
+def run_relay_iperf3(ctx, side):
+    """iperf3 moving ctx.bulk_bytes through the relay (or direct), by
+    iperf3's own receiver-side account, in MiB/s."""
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        tport = free_port()
+        server = kids.start(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(tport)], "iperf3-s")
+        wait_listening(server, tport, deadline)
+        port = start_relay(ctx, kids, side, str(tport), tport, deadline)
+        client = kids.start(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n",
+                             str(ctx.bulk_bytes), "-J"], "iperf3", stdout=subprocess.PIPE)
+        text = client.read_rest(deadline)
+        if client.wait(deadline) != 0:
+            raise BenchError(f"iperf3 failed: {text.strip()[-200:]}")
+        end = json.loads(text)["end"]
+        if end["sum_sent"]["bytes"] < ctx.bulk_bytes:
+            raise BenchError(f"iperf3 sent {end['sum_sent']['bytes']} of {ctx.bulk_bytes} bytes")
+        return Result(end["sum_received"]["bits_per_second"] / 8 / MIB)
+
+
+def run_relay_redis(ctx, side):
+    """redis-benchmark (PING, SET, GET; 50 clients) against a redis that
+    listens on a unix socket (relays) and on TCP (direct). The figure is
+    the mean of the tests' requests per second; each test's rate is kept."""
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        sock = os.path.join(ctx.tmp, f"redis.{time.monotonic_ns()}.sock")
+        tport = free_port()
+        redis = kids.start(["redis-server", "--port", str(tport), "--bind", "127.0.0.1",
+                            "--unixsocket", sock, "--save", "", "--appendonly", "no"], "redis")
+        wait_listening(redis, tport, deadline)
+        port = start_relay(ctx, kids, side, sock, tport, deadline)
+        n = "3000" if ctx.quick else "20000"
+        bench = kids.start(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+                            "-n", n, "-t", "ping,set,get", "--csv"], "redis-benchmark",
+                           stdout=subprocess.PIPE)
+        text = bench.read_rest(deadline)
+        if bench.wait(deadline) != 0:
+            raise BenchError(f"redis-benchmark failed: {bench.last_error_line()}")
+        rates = {}
+        for line in text.splitlines():
+            cells = [c.strip('"') for c in line.split(",")]
+            if len(cells) > 1 and cells[0] in ("PING_INLINE", "PING_MBULK", "SET", "GET"):
+                rates[cells[0]] = float(cells[1])
+        if len(rates) != 4:
+            raise BenchError(f"redis-benchmark printed {sorted(rates)}, not PING/SET/GET")
+        return Result(statistics.mean(rates.values()),
+                      {"SET /s": rates["SET"], "GET /s": rates["GET"]})
+
+
+def run_relay_echo(conns, size):
+    """Returns a runner: echo ping-pong through the relay (or direct) to
+    echo_ceiling; p50/p99 latency show what a hop adds."""
+    def runner(ctx, side):
+        deadline = time.monotonic() + ctx.run_timeout
+        with Children(ctx) as kids:
+            tport = free_port()
+            echo = kids.start([ctx.echo_ceiling, "--listen", f"127.0.0.1:{tport}"], "echo_ceiling")
+            wait_listening(echo, tport, deadline)
+            port = start_relay(ctx, kids, side, str(tport), tport, deadline)
+            client = kids.start([ctx.loadgen, "pingpong", "--connect", f"127.0.0.1:{port}",
+                                 "--conns", str(conns), "--size", str(size),
+                                 "--duration", str(ctx.echo_seconds),
+                                 "--timeout", lg_timeout(ctx)],
+                                "loadgen", stdout=subprocess.PIPE)
+            res = finish_loadgen(client, deadline)
+            return Result(res["round_trips_per_sec"],
+                          {"p50 µs": res["p50_us"], "p99 µs": res["p99_us"]})
+    return runner
+
+
+RELAY_TCP_SIDES = [
+    Side("sockit relay", "{sockit} relay -q tcp://127.0.0.1:{port} tcp://127.0.0.1:{target}",
+         under_test=True),
+    Side("direct (no relay)", DIRECT, reference=True),
+    Side("socat", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:{target}"),
+]
+
 IPERF3 = Side("iperf3", "iperf3 -s -1 / iperf3 -c 127.0.0.1 -n BYTES", reference=True,
               runner=run_iperf3)
 
@@ -578,6 +672,26 @@ WORKLOADS = [
         "echo-connrate", "echo, connect + one 32-byte exchange + close, 8 in flight",
         "connections/s", run_echo("connrate", 8, 32), ECHO_SIDES,
         notes="Target: at least 10x socat's fork per connection."),
+    Workload(
+        "relay-iperf3", "iperf3 through a TCP relay vs direct", "MiB/s", run_relay_iperf3,
+        RELAY_TCP_SIDES + [
+            Side("socat -b 262144", "socat -b 262144 TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,"
+                 "fork TCP:127.0.0.1:{target}")],
+        notes="Targets: sockit relay at least 0.85x direct and 1.5x socat. On 2 cores the "
+              "relay is a third busy process next to iperf3's client and server."),
+    Workload(
+        "relay-redis", "redis-benchmark (PING, SET, GET; 50 clients) to a unix-socket redis",
+        "requests/s", run_relay_redis,
+        [Side("sockit relay", "{sockit} relay -q tcp://127.0.0.1:{port} unix:{target}",
+              under_test=True),
+         Side("direct (redis on TCP)", DIRECT, reference=True),
+         Side("socat", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:{target}")],
+        quick=False,
+        notes="Figure: mean of the four tests' requests/s. Targets: at least 2x socat, 0.8x direct."),
+    Workload(
+        "relay-echo-50", "echo ping-pong through a relay, 50 connections, 64 bytes",
+        "round trips/s", run_relay_echo(50, 64), RELAY_TCP_SIDES, quick=False,
+        notes="The p50/p99 columns against the direct row show the latency one hop adds."),
 ]
 
 
@@ -722,7 +836,8 @@ def table(workload, rows, counted, ctx):
         if row.side.under_test:
             name = f"**{name}**"
         cmd = "`" + row.side.cmd.format(sockit="sockit", port="PORT", build="build",
-                                        echo_ceiling="echo_ceiling", bench="bench") + "`"
+                                        echo_ceiling="echo_ceiling", bench="bench",
+                                        target="TARGET") + "`"
         if row.failure or not row.values:
             reason = (row.failure or "no rounds ran").replace("|", "\\|")
             cells = [name, cmd, f"FAILED ({reason})", "—"] + ["—"] * len(extra_keys) + ["—", "—"]
@@ -796,7 +911,7 @@ def main(argv=None):
         return 0
     build = os.path.abspath(args.build)
     raise_fd_limit()
-    rounds = max(5, args.rounds or (5 if args.quick else 7))
+    rounds = max(5, args.rounds or 5)
     chosen = [w for w in WORKLOADS
               if (args.workload and w.name in args.workload) or
               (not args.workload and (args.all or not w.pending) and

@@ -32,6 +32,7 @@ typedef struct {
   int spliced;
   int pipe_r, pipe_w; /* -1 until the first read */
   size_t pipe_len, pipe_cap;
+  int short_ok; /* the last splice filled the pipe: more may be waiting */
 } dir_t;
 
 struct side {
@@ -206,6 +207,7 @@ static ssize_t splice_in(sk_bridge_t *br, dir_t *d) {
   while (n < 0 && errno == EINTR);
   if (n > 0) {
     d->pipe_len += (size_t)n;
+    d->short_ok = (size_t)n == room;
     return n;
   }
   if (n == 0)
@@ -244,6 +246,11 @@ static void do_read(sk_bridge_t *br, dir_t *d) {
       if (n > 0) {
         d->offset += (uint64_t)n;
         br->last_activity = d->last_read = sk_loop_now(br->loop);
+        /* Less than there was room for: the socket is drained. Asking again
+         * would only hear EAGAIN; the level-triggered loop says when more
+         * arrives. */
+        if (d->pipe_len < d->pipe_cap && !d->short_ok)
+          return;
         continue;
       }
       if (n == 0)
