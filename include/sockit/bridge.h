@@ -40,7 +40,11 @@ typedef struct {
    * say EOF at all. Input that keeps flowing, or waits on backpressure, is
    * never cut. */
   uint64_t eof_linger_ms;
-  int close_fds;    /* close rfd/wfd when the bridge is freed */
+  int close_fds;    /* close rfd/wfd (and free tls) when the bridge is freed */
+  /* A TLS session over this side's socket (rfd == wfd), handshake done:
+   * bytes are read and written through it and EOF is sent as close_notify
+   * before the FIN. Owned by the bridge when close_fds is set. */
+  struct sk_tls *tls;
 } sk_bridge_side_t;
 
 /* Sees every byte that passes, in order, before it is written: `from` is

@@ -43,7 +43,8 @@ typedef struct {
   unsigned long long dev, ino;
 } sk_listener_t;
 
-/* Binds ep (and calls listen() for stream / seqpacket kinds). A host name
+/* Binds ep (and calls listen() for stream / seqpacket kinds). A tls://
+ * endpoint is bound as TCP: TLS is the caller's layer (tls.h). A host name
  * is resolved and every address tried in turn; an empty host means every
  * address: one IPv6 socket with IPV6_V6ONLY off, or IPv4 0.0.0.0 where IPv6
  * is missing. A unix path whose socket file is stale (nothing accepts on it)

@@ -49,6 +49,11 @@ typedef struct {
    * target or '<' back, offset in that direction, the bytes. */
   void (*tap)(void *ctx, unsigned long session, char dir, uint64_t offset, const void *p,
               size_t n);
+  /* TLS (tls.h): a tls:// listener terminates TLS with tls_server; tls://
+   * targets are reached with tls_client (verified against the target's
+   * host name). Borrowed; must outlive the relay. */
+  struct sk_tls_ctx *tls_server, *tls_client;
+  uint64_t tls_timeout_ms; /* handshake deadline; 0 = SK_TLS_HANDSHAKE_TIMEOUT_MS */
 } sk_relay_opts_t;
 
 typedef struct {

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/session.h"
+#include "cli/tlsopt.h"
 
 static const char usage[] =
     "Usage: sockit connect [OPTIONS] ENDPOINT\n"
@@ -24,7 +25,7 @@ static const char usage[] =
     "  --chunk                 datagram endpoints: one datagram per read, not per line\n"
     "  -v, --verbose           report the connection on stderr\n"
     "  -h, --help              this help\n"
-    "\n"
+    "\n" CLI_TLS_HELP "\n"
     "Examples:\n"
     "  printf 'GET / HTTP/1.0\\r\\n\\r\\n' | sockit connect tcp://localhost:80\n"
     "  echo hello | sockit connect udp://127.0.0.1:7\n"
@@ -41,7 +42,10 @@ static int run(int argc, char **argv) {
       {"no-shutdown", no_argument, 0, OPT_NO_SHUTDOWN},
       {"chunk", no_argument, 0, OPT_CHUNK},
       {"verbose", no_argument, 0, 'v'},
+      CLI_TLS_LONGOPTS,
       {0, 0, 0, 0}};
+  cli_tls_t tls;
+  memset(&tls, 0, sizeof tls);
   cli_session_opts_t so;
   memset(&so, 0, sizeof so);
   sk_sockopts_t sock;
@@ -68,6 +72,13 @@ static int run(int argc, char **argv) {
     case OPT_CHUNK: so.chunk = 1; break;
     case 'v': so.verbose = 1; break;
     default:
+      if (c >= CLI_TLS_CA) {
+        int r = cli_tls_option(&tls, c, optarg, "connect");
+        if (r < 0)
+          return EXIT_USAGE;
+        if (r > 0)
+          break;
+      }
       return cli_usage_error("connect", "unknown option '%s'", argv[optind - 1]);
     }
   }
@@ -83,9 +94,21 @@ static int run(int argc, char **argv) {
   char name[SK_ENDPOINT_STRLEN];
   sk_endpoint_format(&ep, name, sizeof name);
 
+  if (tls.any && !(ep.flags & SK_EP_TLS))
+    return cli_usage_error("connect", "TLS options need a tls:// endpoint");
+  sk_tls_ctx_t *ctx = NULL;
+  if ((ep.flags & SK_EP_TLS) && !(ctx = cli_tls_context(&tls, 0, name)))
+    return tls.cfg.pin && tls.cfg.insecure ? EXIT_USAGE : EXIT_NET;
   int fd = sk_net_connect(&ep, &sock, err, sizeof err);
   if (fd < 0) {
     cli_error("%s", err);
+    sk_tls_ctx_free(ctx);
+    return EXIT_NET;
+  }
+  sk_tls_t *session_tls = NULL;
+  if (ctx && !(session_tls = cli_tls_handshake(&tls, ctx, fd, ep.host, name, so.verbose))) {
+    close(fd);
+    sk_tls_ctx_free(ctx);
     return EXIT_NET;
   }
   if (so.verbose) {
@@ -97,7 +120,9 @@ static int run(int argc, char **argv) {
     cli_error("connected to %s (%s from %s)", name, sk_sockaddr_format(&peer, p, sizeof p),
               sk_sockaddr_format(&local, l, sizeof l));
   }
-  return cli_session_run(fd, name, &so);
+  int code = cli_session_run(fd, session_tls, name, &so);
+  sk_tls_ctx_free(ctx);
+  return code;
 }
 
 const cli_command_t cli_connect = {

@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "cli/session.h"
+#include "cli/tlsopt.h"
 
 static const char usage[] =
     "Usage: sockit listen [OPTIONS] ENDPOINT\n"
@@ -40,7 +41,7 @@ static const char usage[] =
     "  -q, --quiet             do not print the 'listening on' line\n"
     "  -v, --verbose           log connections on stderr\n"
     "  -h, --help              this help\n"
-    "\n"
+    "\n" CLI_TLS_HELP "\n"
     "Examples:\n"
     "  sockit listen tcp://:9000 > received.bin\n"
     "  sockit listen -k tcp://127.0.0.1:0 --port-file port\n"
@@ -521,6 +522,7 @@ static int run(int argc, char **argv) {
                                            {"chunk", no_argument, 0, OPT_CHUNK},
                                            {"quiet", no_argument, 0, 'q'},
                                            {"verbose", no_argument, 0, 'v'},
+                                           CLI_TLS_LONGOPTS,
                                            {0, 0, 0, 0}};
   listen_state_t st;
   memset(&st, 0, sizeof st);
@@ -531,6 +533,9 @@ static int run(int argc, char **argv) {
   sock.nodelay = 1;
   const char *port_file = NULL;
   int quiet = 0, c, code = EXIT_USAGE;
+  cli_tls_t tls;
+  memset(&tls, 0, sizeof tls);
+  sk_tls_ctx_t *ctx = NULL;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, "kqv", longopts, NULL)) != -1) {
@@ -561,6 +566,13 @@ static int run(int argc, char **argv) {
     case 'q': quiet = 1; break;
     case 'v': st.verbose = 1; break;
     default:
+      if (c >= CLI_TLS_CA) {
+        int r = cli_tls_option(&tls, c, optarg, "listen");
+        if (r < 0)
+          goto out;
+        if (r > 0)
+          break;
+      }
       code = cli_usage_error("listen", "unknown option '%s'", argv[optind - 1]);
       goto out;
     }
@@ -580,12 +592,23 @@ static int run(int argc, char **argv) {
     code = cli_usage_error("listen", "listen needs a socket endpoint, not standard input");
     goto out;
   }
+  if (tls.any && !(ep.flags & SK_EP_TLS)) {
+    code = cli_usage_error("listen", "TLS options need a tls:// endpoint");
+    goto out;
+  }
+  if ((ep.flags & SK_EP_TLS) && st.keep_open) {
+    code = cli_usage_error("listen", "--keep-open does not serve tls:// yet: use one connection, "
+                                     "or `sockit relay tls://... tcp://...` in front");
+    goto out;
+  }
   if (st.max_conns && !st.keep_open) {
     code = cli_usage_error("listen", "--max-conns needs --keep-open");
     goto out;
   }
   sk_endpoint_format(&ep, st.name, sizeof st.name);
   code = EXIT_NET;
+  if ((ep.flags & SK_EP_TLS) && !(ctx = cli_tls_context(&tls, 1, st.name)))
+    goto out;
   if (sk_listener_open(&st.l, &ep, &sock, err, sizeof err) < 0) {
     cli_error("%s", err);
     goto out;
@@ -637,9 +660,17 @@ static int run(int argc, char **argv) {
                              .no_shutdown = st.no_shutdown,
                              .chunk = st.chunk,
                              .verbose = st.verbose};
-    code = cli_session_run(st.accepted_fd, st.name, &so);
+    sk_tls_t *session_tls = NULL;
+    if (ctx && !(session_tls = cli_tls_handshake(&tls, ctx, st.accepted_fd, NULL, st.name,
+                                                 st.verbose))) {
+      close(st.accepted_fd);
+      code = EXIT_NET;
+    } else {
+      code = cli_session_run(st.accepted_fd, session_tls, st.name, &so);
+    }
   }
 out:
+  sk_tls_ctx_free(ctx);
   sk_buf_free(&st.out);
   sk_buf_free(&st.in_buf);
   cli_acl_free(&st.acl);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/tlsopt.h"
 #include "sockit/relay.h"
 
 static const char usage[] =
@@ -43,6 +44,10 @@ static const char usage[] =
     "  -h, --help              this help\n"
     "\n"
     "SIGUSR1 prints statistics on stderr; SIGINT/SIGTERM stop (live sessions get 2 s).\n"
+    "\n" CLI_TLS_HELP
+    "  A tls:// LISTEN terminates TLS (--cert/--key or --self-signed, --client-ca);\n"
+    "  tls:// TARGETs originate it (--ca, --pin or --insecure; --cert/--key as a client\n"
+    "  certificate when LISTEN is not tls://).\n"
     "\n"
     "Examples:\n"
     "  sockit relay tcp://127.0.0.1:6379 unix:/run/redis/redis.sock\n"
@@ -236,7 +241,10 @@ static int run(int argc, char **argv) {
       {"hexdump", no_argument, 0, OPT_HEXDUMP},
       {"port-file", required_argument, 0, OPT_PORT_FILE},
       {"quiet", no_argument, 0, 'q'},
+      CLI_TLS_LONGOPTS,
       {0, 0, 0, 0}};
+  cli_tls_t tls;
+  memset(&tls, 0, sizeof tls);
   static relay_cli_t rc;
   memset(&rc, 0, sizeof rc);
   sk_relay_opts_t o = {.ctx = &rc, .on_log = log_line, .on_error = error_line};
@@ -288,7 +296,15 @@ static int run(int argc, char **argv) {
     case OPT_HEXDUMP: hex = 1; break;
     case OPT_PORT_FILE: port_file = optarg; break;
     case 'q': o.on_log = NULL; break;
-    default: return cli_usage_error("relay", "unknown option '%s'", argv[optind - 1]);
+    default:
+      if (c >= CLI_TLS_CA) {
+        int r = cli_tls_option(&tls, c, optarg, "relay");
+        if (r < 0)
+          return EXIT_USAGE;
+        if (r > 0)
+          break;
+      }
+      return cli_usage_error("relay", "unknown option '%s'", argv[optind - 1]);
     }
   }
   int nargs = argc - optind;
@@ -318,6 +334,11 @@ static int run(int argc, char **argv) {
     }
   }
   raise_nofile();
+  if (one && ((first.flags | targets[0].flags) & SK_EP_TLS)) {
+    code = cli_usage_error("relay", "--connect does not do tls:// yet; use `sockit connect "
+                                    "tls://...` for one TLS session");
+    goto out;
+  }
   if (one) {
     if (hex)
       cli_error("relay: --hexdump applies to LISTEN mode only; ignored with --connect");
@@ -326,6 +347,26 @@ static int run(int argc, char **argv) {
   }
   if (hex)
     o.tap = hexdump;
+  int any_tls_target = 0;
+  for (int i = 0; i < nargs - 1; i++)
+    any_tls_target |= (targets[i].flags & SK_EP_TLS) != 0;
+  if (tls.any && !any_tls_target && !(first.flags & SK_EP_TLS)) {
+    code = cli_usage_error("relay", "TLS options need a tls:// endpoint");
+    goto out;
+  }
+  code = EXIT_NET;
+  char lname[SK_ENDPOINT_STRLEN];
+  sk_endpoint_format(&first, lname, sizeof lname);
+  if ((first.flags & SK_EP_TLS) && !(o.tls_server = cli_tls_context(&tls, 1, lname)))
+    goto out;
+  if (any_tls_target) {
+    cli_tls_t client = tls;
+    if (first.flags & SK_EP_TLS)
+      client.cfg.cert_file = client.cfg.key_file = NULL; /* those were the server's */
+    if (!(o.tls_client = cli_tls_context(&client, 0, "targets")))
+      goto out;
+  }
+  o.tls_timeout_ms = tls.handshake_ms;
   if (workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     workers = n > 0 ? (unsigned long)n : 1;
@@ -374,6 +415,8 @@ free_loops:
       sk_loop_free(loops[i]);
   sk_relay_free(rc.relay);
 out:
+  sk_tls_ctx_free(o.tls_server);
+  sk_tls_ctx_free(o.tls_client);
   cli_acl_free(&rc.acl);
   return code;
 }

@@ -7,11 +7,13 @@
 
 #include "cli/cli.h"
 #include "cli/session.h"
+#include "sockit/tls.h"
 
 typedef struct {
   sk_loop_t *loop;
   const char *name;
   const cli_session_opts_t *o;
+  struct sk_tls *tls;
   int exit_code;
   int ended;
 } session_t;
@@ -27,6 +29,9 @@ static void on_done(sk_bridge_t *br, const sk_bridge_end_t *end, void *data) {
     s->exit_code = EXIT_NET;
   } else if (end->err == -EPIPE && end->side == 'a') {
     /* Standard output was closed by its reader (`| head`): a normal end. */
+  } else if (end->err < 0 && end->side == 'b' && s->tls && sk_tls_last_error(s->tls)[0]) {
+    cli_error("%s %s: %s", end->op, s->name, sk_tls_last_error(s->tls));
+    s->exit_code = EXIT_NET;
   } else if (end->err < 0) {
     const char *what = end->side == 'a' ? (strcmp(end->op, "read") == 0 ? "standard input"
                                                                           : "standard output")
@@ -44,11 +49,12 @@ static void on_stop_signal(sk_loop_t *loop, int signo, void *data) {
   sk_loop_stop(loop);
 }
 
-int cli_session_run(int fd, const char *name, const cli_session_opts_t *o) {
-  session_t s = {.name = name, .o = o, .exit_code = EXIT_OK};
+int cli_session_run(int fd, struct sk_tls *tls, const char *name, const cli_session_opts_t *o) {
+  session_t s = {.name = name, .o = o, .tls = tls, .exit_code = EXIT_OK};
   int r = sk_loop_new(&s.loop);
   if (r < 0) {
     cli_error("event loop: %s", sk_strerror(r));
+    sk_tls_free(tls);
     close(fd);
     return EXIT_NET;
   }
@@ -62,6 +68,7 @@ int cli_session_run(int fd, const char *name, const cli_session_opts_t *o) {
                         .crlf = o->crlf,
                         .chunk = o->chunk,
                         .no_shutdown = o->no_shutdown,
+                        .tls = tls,
                         /* The peer's EOF ends an interactive session at
                          * once; piped input is still sent in full while it
                          * flows, and the session ends when it pauses. */
@@ -78,6 +85,7 @@ int cli_session_run(int fd, const char *name, const cli_session_opts_t *o) {
   r = sk_bridge_start(&br, s.loop, &a, &b, &bo, on_done, &s);
   if (r < 0) {
     cli_error("%s: %s", name, sk_strerror(r));
+    sk_tls_free(tls);
     close(fd);
     sk_loop_free(s.loop);
     return EXIT_NET;

@@ -15,7 +15,9 @@ typedef struct {
  * server that hung up); piped input is still sent in full while it flows,
  * and the session ends once it has paused for CLI_PEER_EOF_LINGER_MS. name is the
  * endpoint as shown in messages. Returns the exit code. */
-int cli_session_run(int fd, const char *name, const cli_session_opts_t *o);
+struct sk_tls;
+/* tls: a TLS session over fd (handshake done), taken over too; or NULL. */
+int cli_session_run(int fd, struct sk_tls *tls, const char *name, const cli_session_opts_t *o);
 
 /* Datagram sockets have no end-of-stream: a session on one ends this long
  * after standard input has ended and nothing more arrived. */

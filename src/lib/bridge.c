@@ -13,6 +13,7 @@
 #include "sockit/bridge.h"
 #include "sockit/buf.h"
 #include "sockit/net.h"
+#include "sockit/tls.h"
 
 #define READS_PER_WAKEUP 16  /* cap the work one ready source may do per round */
 #define WRITES_PER_WAKEUP 64
@@ -41,6 +42,7 @@ struct side {
   sk_io_t rio, wio; /* wio only when wfd != rfd */
   int rsock, wsock; /* the descriptor is a socket */
   int rtype, wtype; /* SOCK_STREAM / SOCK_DGRAM / SOCK_SEQPACKET, 0 if not a socket */
+  unsigned tls_rwant, tls_wwant; /* what a TLS read / write waits for, 0 = none */
 };
 
 struct sk_bridge {
@@ -131,6 +133,14 @@ static int want_write(const sk_bridge_t *br, const dir_t *d) {
 static void update_side(sk_bridge_t *br, side_t *s, dir_t *from, dir_t *to) {
   unsigned r = want_read(br, from) ? SK_READABLE : 0;
   unsigned w = want_write(br, to) ? SK_WRITABLE : 0;
+  /* TLS may need the other readiness for an operation (a read that must
+   * first write a key update, a write waiting on a read). */
+  if (s->cfg.tls) {
+    if (r && s->tls_rwant)
+      r = s->tls_rwant;
+    if (w && s->tls_wwant)
+      w = s->tls_wwant;
+  }
   if (s->cfg.rfd == s->cfg.wfd) {
     if (sk_io_active(&s->rio))
       sk_io_set(br->loop, &s->rio, r | w);
@@ -234,8 +244,45 @@ static ssize_t splice_out(dir_t *d) {
   return n < 0 ? sk__neg_errno() : 0;
 }
 
+/* Reads decrypted bytes until the session has none (not just one record:
+ * what the session holds does not make the socket readable again). */
+static void do_read_tls(sk_bridge_t *br, dir_t *d) {
+  side_t *s = d->src;
+  while (want_read(br, d)) {
+    size_t got;
+    char *p = sk_buf_reserve(&d->buf, 0, &got);
+    if (!p)
+      return;
+    unsigned want = 0;
+    ssize_t n = sk_tls_read(s->cfg.tls, p, got, &want);
+    if (n > 0) {
+      sk_buf_commit(&d->buf, (size_t)n);
+      s->tls_rwant = 0;
+      if (br->opts.tap)
+        br->opts.tap(br->opts.tap_data, s->name, d->offset, p, (size_t)n);
+      d->offset += (uint64_t)n;
+      br->last_activity = d->last_read = sk_loop_now(br->loop);
+      continue;
+    }
+    if (n == SK_EAGAIN) {
+      s->tls_rwant = want;
+      return;
+    }
+    if (n == SK_EOF) {
+      d->src_eof = 1;
+      return;
+    }
+    finish(br, (int)n, s->name, "read");
+    return;
+  }
+}
+
 static void do_read(sk_bridge_t *br, dir_t *d) {
   side_t *s = d->src;
+  if (s->cfg.tls) {
+    do_read_tls(br, d);
+    return;
+  }
   if (d->spliced) {
     for (int i = 0; i < READS_PER_WAKEUP && want_read(br, d); i++) {
       ssize_t n = splice_in(br, d);
@@ -326,6 +373,8 @@ static void forward_eof(dir_t *d) {
   d->done = 1;
   if (s->cfg.no_shutdown || !s->wsock || s->wtype == SOCK_DGRAM)
     return;
+  if (s->cfg.tls)
+    sk_tls_close_notify(s->cfg.tls);
   shutdown(s->cfg.wfd, SHUT_WR);
 }
 
@@ -333,7 +382,18 @@ static void do_write(sk_bridge_t *br, dir_t *d) {
   side_t *s = d->dst;
   for (int i = 0; i < WRITES_PER_WAKEUP && !d->done; i++) {
     ssize_t n;
-    if (d->spliced) {
+    if (s->cfg.tls) {
+      if (sk_buf_len(&d->buf) == 0)
+        goto check_eof;
+      unsigned want = 0;
+      n = sk_tls_write(s->cfg.tls, sk_buf_head(&d->buf), sk_buf_len(&d->buf), &want);
+      if (n > 0) {
+        sk_buf_consume(&d->buf, (size_t)n);
+        s->tls_wwant = 0;
+      } else if (n == SK_EAGAIN) {
+        s->tls_wwant = want;
+      }
+    } else if (d->spliced) {
       if (d->pipe_len == 0)
         goto check_eof;
       n = splice_out(d);
@@ -430,9 +490,11 @@ static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events) {
   dir_t *to = s == &br->a ? &br->ba : &br->ab;
   (void)loop;
   int is_r = io == &s->rio, is_w = io == &s->wio || s->cfg.rfd == s->cfg.wfd;
-  if (is_r && (events & (SK_READABLE | SK_HANGUP)))
+  /* A TLS operation may be waiting for either readiness: try both. */
+  int tls = s->cfg.tls != NULL;
+  if (is_r && (tls || (events & (SK_READABLE | SK_HANGUP))))
     do_read(br, from);
-  if (is_w && (events & SK_WRITABLE) && !br->finished)
+  if (is_w && (tls || (events & SK_WRITABLE)) && !br->finished)
     do_write(br, to);
   /* Reading may have made data for the other side, and writing made room:
    * try the other direction's write at once rather than wait a round. */
@@ -443,6 +505,15 @@ static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events) {
   }
   if (!br->finished && to->src_eof && !to->done && pending(to) == 0 && !dst_message(to))
     forward_eof(to);
+  /* Decrypted bytes left in a TLS session because the buffer was full:
+   * the socket will not say so, so read them now if there is room. */
+  dir_t *dirs[2] = {&br->ab, &br->ba};
+  for (int i = 0; i < 2 && !br->finished; i++)
+    if (dirs[i]->src->cfg.tls && sk_tls_pending(dirs[i]->src->cfg.tls) && want_read(br, dirs[i])) {
+      do_read(br, dirs[i]);
+      if (!br->finished && want_write(br, dirs[i]))
+        do_write(br, dirs[i]);
+    }
   check_done(br);
   update(br);
 }
@@ -501,7 +572,8 @@ int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop, const sk_bridge_side_t *
     dir_t *dirs[2] = {&br->ab, &br->ba};
     for (int i = 0; i < 2; i++)
       dirs[i]->spliced = dirs[i]->src->rtype == SOCK_STREAM &&
-                         dirs[i]->dst->wtype == SOCK_STREAM && !dirs[i]->dst->cfg.crlf;
+                         dirs[i]->dst->wtype == SOCK_STREAM && !dirs[i]->dst->cfg.crlf &&
+                         !dirs[i]->src->cfg.tls && !dirs[i]->dst->cfg.tls;
   }
   sk_timer_init(&br->idle_timer, idle_fired, br);
   sk_timer_init(&br->linger_timer, linger_fired, br);
@@ -531,6 +603,7 @@ void sk_bridge_free(sk_bridge_t *br) {
     sk_io_stop(br->loop, &s->rio);
     sk_io_stop(br->loop, &s->wio);
     if (s->cfg.close_fds) {
+      sk_tls_free(s->cfg.tls);
       if (s->cfg.rfd >= 0)
         close(s->cfg.rfd);
       if (s->cfg.wfd >= 0 && s->cfg.wfd != s->cfg.rfd)

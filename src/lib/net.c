@@ -253,9 +253,6 @@ int sk_listener_open(sk_listener_t *l, const sk_endpoint_t *ep, const sk_sockopt
   sk_endpoint_format(ep, name, sizeof name);
   if (ep->kind == SK_EP_STDIO)
     return sk_err_set(-EINVAL, err, errlen, "listen %s: standard input is not a socket", name);
-  if (ep->flags & SK_EP_TLS)
-    return sk_err_set(-EPROTONOSUPPORT, err, errlen,
-                      "listen %s: TLS is not available in this build", name);
   if (ep->kind != SK_EP_TCP && ep->kind != SK_EP_UDP)
     return open_unix_listener(l, ep, o, name, err, errlen);
 
@@ -548,9 +545,6 @@ int sk_net_connect(const sk_endpoint_t *ep, const sk_sockopts_t *o, char *err, s
     err[0] = '\0';
   if (ep->kind == SK_EP_STDIO)
     return sk_err_set(-EINVAL, err, errlen, "connect %s: standard input is not a socket", name);
-  if (ep->flags & SK_EP_TLS)
-    return sk_err_set(-EPROTONOSUPPORT, err, errlen,
-                      "connect %s: TLS is not available in this build", name);
   int type = sk_endpoint_socktype(ep);
   if (ep->kind != SK_EP_TCP && ep->kind != SK_EP_UDP) {
     sk_sockaddr_t sa;

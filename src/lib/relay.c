@@ -15,6 +15,7 @@
 #include "lib/internal.h"
 #include "sockit/bridge.h"
 #include "sockit/relay.h"
+#include "sockit/tls.h"
 
 #define MAX_ADDRS 8 /* resolved addresses kept per target */
 #define ACCEPTS_PER_WAKEUP 64
@@ -44,6 +45,8 @@ struct session {
   sk_io_t connect_io;
   sk_timer_t connect_timer;
   sk_bridge_t *br;
+  sk_tls_t *ctls, *ttls; /* TLS toward the client / the target, if any */
+  sk_tls_hs_t *hs;       /* a handshake under way */
   uint64_t started;
   session_t *prev, *next;
 };
@@ -174,6 +177,11 @@ static void defer_free(sk_loop_t *loop, void *p) {
 /* Ends s: closes what it holds and frees it (after this round). */
 static void session_free(session_t *s) {
   instance_t *in = s->inst;
+  sk_tls_handshake_cancel(s->hs);
+  if (!s->br) { /* else the bridge owns them */
+    sk_tls_free(s->ctls);
+    sk_tls_free(s->ttls);
+  }
   sk_io_stop(in->loop, &s->connect_io);
   sk_timer_stop(in->loop, &s->connect_timer);
   if (s->br)
@@ -233,8 +241,8 @@ static void connected(session_t *s) {
   sk_timer_stop(in->loop, &s->connect_timer);
   sk_net_apply(s->tfd, sk_endpoint_socktype(&r->targets[s->target].ep),
                r->targets[s->target].addrs[s->addr_i].ss.ss_family, &r->so);
-  sk_bridge_side_t a = {.rfd = s->cfd, .wfd = s->cfd, .close_fds = 1};
-  sk_bridge_side_t b = {.rfd = s->tfd, .wfd = s->tfd, .close_fds = 1};
+  sk_bridge_side_t a = {.rfd = s->cfd, .wfd = s->cfd, .close_fds = 1, .tls = s->ctls};
+  sk_bridge_side_t b = {.rfd = s->tfd, .wfd = s->tfd, .close_fds = 1, .tls = s->ttls};
   sk_bridge_opts_t bo = {.limit = r->o.buffer,
                          .idle_timeout_ms = r->o.idle_timeout_ms,
                          .splice = 1,
@@ -255,6 +263,8 @@ static void connect_failed(session_t *s, int err) {
   sk_relay_t *r = in->r;
   sk_io_stop(in->loop, &s->connect_io);
   sk_timer_stop(in->loop, &s->connect_timer);
+  sk_tls_free(s->ttls);
+  s->ttls = NULL;
   close(s->tfd);
   s->tfd = -1;
   if (s->addr_i + 1 < r->targets[s->target].naddrs) {
@@ -268,15 +278,49 @@ static void connect_failed(session_t *s, int err) {
   try_connect(s);
 }
 
+static uint64_t tls_timeout(const sk_relay_t *r) {
+  return r->o.tls_timeout_ms ? r->o.tls_timeout_ms : SK_TLS_HANDSHAKE_TIMEOUT_MS;
+}
+
+/* The TLS handshake with a tls:// target ended. */
+static void target_tls_done(void *data, int err, const char *msg) {
+  session_t *s = data;
+  instance_t *in = s->inst;
+  s->hs = NULL;
+  if (err == 0) {
+    connected(s);
+    return;
+  }
+  report(in, "tls %s: %s", in->r->targets[s->target].name, msg);
+  sk_tls_free(s->ttls);
+  s->ttls = NULL;
+  /* A target whose certificate is wrong is no better than one that is down. */
+  s->addr_i = in->r->targets[s->target].naddrs - 1;
+  connect_failed(s, -EPROTO);
+}
+
 static void on_connect_ready(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   session_t *s = io->data;
-  (void)loop;
+  sk_relay_t *r = s->inst->r;
   (void)ev;
   int rc = sk_net_connect_finish(s->tfd);
-  if (rc == 0)
-    connected(s);
-  else
+  if (rc != 0) {
     connect_failed(s, rc);
+    return;
+  }
+  target_t *t = &r->targets[s->target];
+  if (!(t->ep.flags & SK_EP_TLS)) {
+    connected(s);
+    return;
+  }
+  sk_io_stop(loop, &s->connect_io);
+  sk_timer_stop(loop, &s->connect_timer);
+  if (!r->o.tls_client || sk_tls_new(&s->ttls, r->o.tls_client, s->tfd, t->ep.host) < 0 ||
+      !(s->hs = sk_tls_handshake_async(loop, s->ttls, s->tfd, tls_timeout(r), target_tls_done,
+                                       s))) {
+    report(s->inst, "tls %s: cannot start TLS", t->name);
+    session_free(s);
+  }
 }
 
 static void on_connect_timeout(sk_loop_t *loop, sk_timer_t *t) {
@@ -331,6 +375,32 @@ static void try_connect(session_t *s) {
   }
 }
 
+/* The TLS handshake with a client of a tls:// listener ended. */
+static void client_tls_done(void *data, int err, const char *msg) {
+  session_t *s = data;
+  s->hs = NULL;
+  if (err == 0) {
+    try_connect(s);
+    return;
+  }
+  char peer[SK_ENDPOINT_STRLEN];
+  log_line(s->inst, "#%lu %s: tls: %s; client closed", s->id,
+           sk_sockaddr_format(&s->peer, peer, sizeof peer), msg);
+  session_free(s);
+}
+
+/* Terminates TLS with the client before connecting to a target; the
+ * handshake runs on the loop, so a stalled client holds up nobody. */
+static void client_tls_start(session_t *s) {
+  sk_relay_t *r = s->inst->r;
+  if (sk_tls_new(&s->ctls, r->o.tls_server, s->cfd, NULL) < 0 ||
+      !(s->hs = sk_tls_handshake_async(s->inst->loop, s->ctls, s->cfd, tls_timeout(r),
+                                       client_tls_done, s))) {
+    report(s->inst, "tls: cannot start TLS for a client");
+    session_free(s);
+  }
+}
+
 static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   instance_t *in = io->data;
   sk_relay_t *r = in->r;
@@ -381,7 +451,10 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
     in->nsessions++;
     atomic_fetch_add(&r->st_total, 1);
     atomic_fetch_add(&r->st_active, 1);
-    try_connect(s);
+    if (r->o.tls_server)
+      client_tls_start(s);
+    else
+      try_connect(s);
   }
 }
 
@@ -605,9 +678,6 @@ static int resolve_target(target_t *t, int udp, char *err, size_t errlen) {
   if (t->ep.kind == SK_EP_STDIO)
     return sk_err_set(-EINVAL, err, errlen, "target %s: a relay target must be a socket",
                       t->name);
-  if (t->ep.flags & SK_EP_TLS)
-    return sk_err_set(-EPROTONOSUPPORT, err, errlen,
-                      "target %s: TLS is not available in this build", t->name);
   int is_udp = t->ep.kind == SK_EP_UDP;
   if (udp != is_udp || t->ep.kind == SK_EP_UNIX_DGRAM)
     return sk_err_set(-EINVAL, err, errlen, "target %s: %s", t->name,
@@ -638,6 +708,11 @@ int sk_relay_new(sk_relay_t **out, const sk_endpoint_t *listen, const sk_endpoin
   if (listen->kind == SK_EP_UNIX_DGRAM || listen->kind == SK_EP_STDIO)
     return sk_err_set(-EINVAL, err, errlen,
                       "relay: listen on tcp, udp, unix or unix-seqpacket endpoints");
+  if ((listen->flags & SK_EP_TLS) && !o->tls_server)
+    return sk_err_set(-EINVAL, err, errlen, "relay: a tls:// listener needs a TLS server context");
+  for (int i = 0; i < ntargets; i++)
+    if ((targets[i].flags & SK_EP_TLS) && !o->tls_client)
+      return sk_err_set(-EINVAL, err, errlen, "relay: tls:// targets need a TLS client context");
   sk_relay_t *r = calloc(1, sizeof *r);
   if (!r)
     return -ENOMEM;

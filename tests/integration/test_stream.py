@@ -402,10 +402,12 @@ def test_verbose_names_peer(run):
     assert all(line.startswith("sockit:") for line in err.splitlines()), err
 
 
-def test_tls_refused_until_it_lands(run):
-    """tls:// parses but is refused: no connection is attempted."""
+def test_tls_to_a_plain_server_fails_the_handshake(run):
+    """tls:// to a server that never speaks TLS: exit 1, a one-line error
+    naming the endpoint and the TLS failure (see test_tls.py for TLS)."""
     srv = Server(socket.AF_INET, socket.SOCK_STREAM, lambda conn: conn.recv(1))
-    rc, out, err = run.run("connect", f"tls://127.0.0.1:{srv.port}")
-    assert rc in (1, 2), err
-    assert err.startswith("sockit:") and "tls" in err.lower(), err
+    rc, out, err = run.run("connect", "--insecure", f"tls://127.0.0.1:{srv.port}")
+    assert rc == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"sockit: tls tls://127.0.0.1:{srv.port}: "), err
     srv.close()

@@ -1,0 +1,77 @@
+/* tlsopt.c - TLS options, contexts and handshakes for the commands. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/tlsopt.h"
+
+int cli_tls_option(cli_tls_t *t, int c, const char *arg, const char *cmd) {
+  switch (c) {
+  case CLI_TLS_CA: t->cfg.ca_file = arg; break;
+  case CLI_TLS_PIN: t->cfg.pin = arg; break;
+  case CLI_TLS_INSECURE: t->cfg.insecure = 1; break;
+  case CLI_TLS_CERT: t->cfg.cert_file = arg; break;
+  case CLI_TLS_KEY: t->cfg.key_file = arg; break;
+  case CLI_TLS_SELF_SIGNED: t->cfg.self_signed = 1; break;
+  case CLI_TLS_STATE_DIR: t->cfg.state_dir = arg; break;
+  case CLI_TLS_CLIENT_CA: t->cfg.client_ca = arg; break;
+  case CLI_TLS_TIMEOUT:
+    if (cli_parse_seconds(arg, &t->handshake_ms) < 0 || t->handshake_ms == 0) {
+      cli_usage_error(cmd, "bad --tls-timeout '%s': expected seconds", arg);
+      return -1;
+    }
+    break;
+  default: return 0;
+  }
+  t->any = 1;
+  return 1;
+}
+
+sk_tls_ctx_t *cli_tls_context(cli_tls_t *t, int server, const char *name) {
+  char err[SK_ERRLEN];
+  sk_tls_ctx_t *ctx;
+  if (!server && t->cfg.pin && t->cfg.insecure) {
+    cli_usage_error(NULL, "--pin and --insecure contradict each other: choose one");
+    return NULL;
+  }
+  if (sk_tls_ctx_new(&ctx, server, &t->cfg, err, sizeof err) < 0) {
+    cli_error("tls %s: %s", name, err);
+    return NULL;
+  }
+  if (server) {
+    char fp[SK_TLS_FINGERPRINT_LEN];
+    sk_tls_ctx_fingerprint(ctx, fp, sizeof fp);
+    if (t->cfg.cert_file)
+      cli_error("tls %s: certificate %s", name, fp);
+    else
+      cli_error("tls %s: self-signed certificate %s (%s); clients connect with --pin %s", name,
+                fp, sk_tls_ctx_generated(ctx) ? "new" : "reused", fp);
+  } else if (t->cfg.insecure) {
+    cli_error("tls %s: WARNING: --insecure: the server's certificate is not verified; anyone "
+              "on the path can read and change this connection",
+              name);
+  }
+  return ctx;
+}
+
+sk_tls_t *cli_tls_handshake(cli_tls_t *t, sk_tls_ctx_t *ctx, int fd, const char *peer_name,
+                            const char *name, int verbose) {
+  sk_tls_t *tls;
+  char err[SK_ERRLEN];
+  if (sk_tls_new(&tls, ctx, fd, peer_name) < 0) {
+    cli_error("tls %s: out of memory", name);
+    return NULL;
+  }
+  if (sk_tls_handshake_wait(tls, fd, t->handshake_ms, err, sizeof err) < 0) {
+    cli_error("tls %s: %s", name, err);
+    sk_tls_free(tls);
+    return NULL;
+  }
+  if (verbose) {
+    char how[96], fp[SK_TLS_FINGERPRINT_LEN];
+    cli_error("tls %s: %s, peer certificate %s", name, sk_tls_describe(tls, how, sizeof how),
+              sk_tls_peer_fingerprint(tls, fp, sizeof fp)[0] ? fp : "(none)");
+  }
+  return tls;
+}

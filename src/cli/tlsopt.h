@@ -1,0 +1,54 @@
+/* src/cli/tlsopt.h - the TLS options every stream command shares. */
+#ifndef SK_CLI_TLSOPT_H
+#define SK_CLI_TLSOPT_H
+
+#include <getopt.h>
+#include <stdint.h>
+
+#include "sockit/tls.h"
+
+typedef struct {
+  sk_tls_config_t cfg;
+  uint64_t handshake_ms;
+  int any; /* some TLS option was given */
+} cli_tls_t;
+
+/* getopt_long codes 600.. and the long options, to splice into a table. */
+enum { CLI_TLS_CA = 600, CLI_TLS_PIN, CLI_TLS_INSECURE, CLI_TLS_CERT, CLI_TLS_KEY,
+       CLI_TLS_SELF_SIGNED, CLI_TLS_STATE_DIR, CLI_TLS_CLIENT_CA, CLI_TLS_TIMEOUT };
+
+#define CLI_TLS_LONGOPTS                                                                     \
+  {"ca", required_argument, 0, CLI_TLS_CA}, {"pin", required_argument, 0, CLI_TLS_PIN},     \
+      {"insecure", no_argument, 0, CLI_TLS_INSECURE},                                         \
+      {"cert", required_argument, 0, CLI_TLS_CERT}, {"key", required_argument, 0, CLI_TLS_KEY}, \
+      {"self-signed", no_argument, 0, CLI_TLS_SELF_SIGNED},                                   \
+      {"state-dir", required_argument, 0, CLI_TLS_STATE_DIR},                                 \
+      {"client-ca", required_argument, 0, CLI_TLS_CLIENT_CA},                                 \
+      {"tls-timeout", required_argument, 0, CLI_TLS_TIMEOUT}
+
+#define CLI_TLS_HELP                                                                          \
+  "TLS (tls://host:port endpoints):\n"                                                         \
+  "  --ca FILE               trust the CAs in FILE instead of the system's\n"               \
+  "  --pin sha256:HEX        trust exactly the certificate with this fingerprint\n"         \
+  "  --insecure              do not verify the peer (says so on stderr)\n"                   \
+  "  --cert FILE, --key FILE our certificate (a server's, or a client certificate)\n"       \
+  "  --self-signed           server: make one (kept in --state-dir) and print its pin\n"    \
+  "  --state-dir DIR         where --self-signed keeps it (default ~/.local/state/sockit)\n" \
+  "  --client-ca FILE        server: require client certificates signed by FILE's CAs\n"    \
+  "  --tls-timeout SECS      handshake deadline (default 10)\n"
+
+/* Handles one TLS option: 1 if c was one (applied), 0 if not a TLS option,
+ * -1 after printing a usage error. */
+int cli_tls_option(cli_tls_t *t, int c, const char *arg, const char *cmd);
+
+/* Builds the context for an endpoint (server or client); prints the error
+ * and returns NULL on failure. A server prints its fingerprint; a client
+ * with --insecure prints what it skips. */
+sk_tls_ctx_t *cli_tls_context(cli_tls_t *t, int server, const char *name);
+
+/* Client or server handshake on fd, blocking up to the TLS timeout. Prints
+ * "tls NAME: <why>" and returns NULL on failure; the session otherwise. */
+sk_tls_t *cli_tls_handshake(cli_tls_t *t, sk_tls_ctx_t *ctx, int fd, const char *peer_name,
+                            const char *name, int verbose);
+
+#endif
