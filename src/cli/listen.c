@@ -16,6 +16,7 @@
 #include "cli/cli.h"
 #include "cli/session.h"
 #include "cli/tlsopt.h"
+#include "sockit/tls.h"
 
 static const char usage[] =
     "Usage: sockit listen [OPTIONS] ENDPOINT\n"
@@ -62,6 +63,9 @@ struct client {
   int message; /* seqpacket: keep line = packet boundaries */
   sk_buf_t out;
   int rd_eof, shut, closing;
+  sk_tls_t *tls;     /* tls:// listener: the client's session */
+  sk_tls_hs_t *hs;   /* its handshake, while under way */
+  unsigned rwant, wwant; /* what a TLS read / write waits for */
   uint64_t last_activity;
   sk_sockaddr_t peer;
   client_t *prev, *next;
@@ -77,6 +81,8 @@ struct listen_state {
   unsigned long max_conns;
   uint64_t idle_ms;
   int exit_code;
+  sk_tls_ctx_t *tls_ctx; /* tls:// listener */
+  uint64_t tls_timeout_ms;
   int shutting_down; /* the loop is gone: free at once, nothing is deferred */
 
   /* one-connection mode: the accepted socket */
@@ -137,6 +143,7 @@ static void free_client(sk_loop_t *loop, void *data) {
   client_t *c = data;
   (void)loop;
   sk_buf_free(&c->out);
+  sk_tls_free(c->tls);
   free(c);
 }
 
@@ -151,6 +158,8 @@ static void close_client(client_t *c, const char *why) {
     cli_error("%s: %s", sk_sockaddr_format(&c->peer, p, sizeof p), why);
   }
   sk_io_stop(st->loop, &c->io);
+  sk_tls_handshake_cancel(c->hs);
+  c->hs = NULL;
   close(c->fd);
   if (c->prev)
     c->prev->next = c->next;
@@ -170,18 +179,28 @@ static void close_client(client_t *c, const char *why) {
 static void client_update(client_t *c) {
   listen_state_t *st = c->st;
   unsigned ev = 0;
+  if (c->hs)
+    return; /* the handshake watches the socket until it is done */
   if (!c->rd_eof && out_has_room(st, c->message ? SK_MSG_MAX : READ_CHUNK))
-    ev |= SK_READABLE;
+    ev |= c->rwant ? c->rwant : SK_READABLE;
   if (sk_buf_len(&c->out) || (st->in_eof && !c->shut && !st->no_shutdown))
-    ev |= SK_WRITABLE;
+    ev |= c->wwant ? c->wwant : SK_WRITABLE;
   sk_io_set(st->loop, &c->io, ev);
 }
 
 static void client_flush(client_t *c) {
   listen_state_t *st = c->st;
+  if (c->hs)
+    return;
   while (sk_buf_len(&c->out)) {
     ssize_t n;
-    if (c->message) {
+    if (c->tls) {
+      unsigned want = 0;
+      n = sk_tls_write(c->tls, sk_buf_head(&c->out), sk_buf_len(&c->out), &want);
+      c->wwant = n == SK_EAGAIN ? want : 0;
+      if (n > 0)
+        sk_buf_consume(&c->out, (size_t)n);
+    } else if (c->message) {
       size_t m = sk_buf_line_len(&c->out, SK_MSG_MAX, st->in_eof);
       if (m == 0)
         break;
@@ -201,6 +220,8 @@ static void client_flush(client_t *c) {
   }
   if (sk_buf_len(&c->out) == 0) {
     if (st->in_eof && !c->shut && !st->no_shutdown) {
+      if (c->tls)
+        sk_tls_close_notify(c->tls);
       shutdown(c->fd, SHUT_WR);
       c->shut = 1;
     }
@@ -213,7 +234,31 @@ static void on_client(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   client_t *c = io->data;
   listen_state_t *st = c->st;
   (void)loop;
-  if (ev & (SK_READABLE | SK_HANGUP)) {
+  if (c->tls) {
+    /* Either readiness may be what a TLS read waits for; read until the
+     * session is empty (its buffered bytes do not wake the socket). */
+    while (!c->rd_eof && out_has_room(st, READ_CHUNK)) {
+      size_t got;
+      char *p = sk_buf_reserve(&st->out, READ_CHUNK, &got);
+      unsigned want = 0;
+      ssize_t n = p ? sk_tls_read(c->tls, p, got, &want) : SK_EAGAIN;
+      c->rwant = n == SK_EAGAIN ? want : 0;
+      if (n > 0) {
+        sk_buf_commit(&st->out, (size_t)n);
+        c->last_activity = sk_loop_now(st->loop);
+        out_update(st);
+      } else if (n == SK_EOF) {
+        c->rd_eof = 1;
+      } else if (n == SK_EAGAIN) {
+        break;
+      } else {
+        close_client(c, sk_tls_last_error(c->tls)[0] ? sk_tls_last_error(c->tls)
+                                                     : sk_strerror((int)n));
+        return;
+      }
+    }
+    ev |= SK_WRITABLE;
+  } else if (ev & (SK_READABLE | SK_HANGUP)) {
     ssize_t n = sk_buf_read_fd(&st->out, c->fd, c->message ? SK_MSG_MAX : READ_CHUNK);
     if (n > 0) {
       c->last_activity = sk_loop_now(st->loop);
@@ -249,6 +294,21 @@ static void shed_log(listen_state_t *st, int err) {
             sk_strerror(err));
 }
 
+/* The TLS handshake of a client ended: it joins, or is closed. */
+static void client_tls_done(void *data, int err, const char *msg) {
+  client_t *c = data;
+  c->hs = NULL;
+  if (err < 0) {
+    char p[SK_ENDPOINT_STRLEN];
+    cli_error("tls %s: %s", sk_sockaddr_format(&c->peer, p, sizeof p), msg);
+    close_client(c, "TLS handshake failed");
+    return;
+  }
+  client_flush(c);
+  if (!c->closing)
+    client_update(c);
+}
+
 static void add_client(listen_state_t *st, int fd, const sk_sockaddr_t *peer) {
   client_t *c = calloc(1, sizeof *c);
   if (!c) {
@@ -279,6 +339,15 @@ static void add_client(listen_state_t *st, int fd, const sk_sockaddr_t *peer) {
   }
   if (st->max_conns && st->nclients >= st->max_conns)
     sk_io_set(st->loop, &st->lio, 0);
+  if (st->tls_ctx) {
+    /* On the loop: a client stalled mid-handshake holds up nobody. */
+    if (sk_tls_new(&c->tls, st->tls_ctx, fd, NULL) < 0 ||
+        !(c->hs = sk_tls_handshake_async(st->loop, c->tls, fd, st->tls_timeout_ms,
+                                         client_tls_done, c))) {
+      close_client(c, "out of memory");
+      return;
+    }
+  }
   if (st->in_eof)
     client_flush(c);
   if (!c->closing)
@@ -596,11 +665,6 @@ static int run(int argc, char **argv) {
     code = cli_usage_error("listen", "TLS options need a tls:// endpoint");
     goto out;
   }
-  if ((ep.flags & SK_EP_TLS) && st.keep_open) {
-    code = cli_usage_error("listen", "--keep-open does not serve tls:// yet: use one connection, "
-                                     "or `sockit relay tls://... tcp://...` in front");
-    goto out;
-  }
   if (st.max_conns && !st.keep_open) {
     code = cli_usage_error("listen", "--max-conns needs --keep-open");
     goto out;
@@ -609,6 +673,10 @@ static int run(int argc, char **argv) {
   code = EXIT_NET;
   if ((ep.flags & SK_EP_TLS) && !(ctx = cli_tls_context(&tls, 1, st.name)))
     goto out;
+  if (st.keep_open) {
+    st.tls_ctx = ctx;
+    st.tls_timeout_ms = tls.handshake_ms;
+  }
   if (sk_listener_open(&st.l, &ep, &sock, err, sizeof err) < 0) {
     cli_error("%s", err);
     goto out;

@@ -252,3 +252,22 @@ def test_stalled_handshake_does_not_hold_up_others(run, pki):
 def test_bad_tls_usage(run, argv, msg):
     code, out, err = run.run(*argv)
     assert code in (1, 2) and msg in err, err
+
+
+def test_keep_open_tls_many_clients_and_a_stalled_one(run, pki):
+    sk = run.sockit("listen", "-k", "--tls-timeout", "1", "--cert", str(pki / "good.pem"),
+                    "--key", str(pki / "good.key"), "tls://127.0.0.1:0")
+    port = sk.port()
+    stalled = tcp_connect("127.0.0.1", port)      # never says hello
+    clients = [run.spawn([run.bin, "connect", "--ca", str(pki / "ca.pem"),
+                          f"tls://localhost:{port}"], name=f"client{i}") for i in range(2)]
+    for i, c in enumerate(clients):
+        c.write(b"from client %d\n" % i)
+    got = sk.out.read_exact(len(b"from client 0\n") * 2)
+    assert sorted(got.splitlines()) == [b"from client 0", b"from client 1"]
+    sk.write(b"to everyone\n")
+    for c in clients:
+        c.out.expect(b"to everyone\n")
+    assert recv_to_eof(stalled, timeout=WAIT) == b""   # closed at --tls-timeout
+    sk.err.wait_for(rb"tls 127\.0\.0\.1:\d+: TLS handshake timed out")
+    stalled.close()
