@@ -34,6 +34,8 @@ typedef struct {
   int pipe_r, pipe_w; /* -1 until the first read */
   size_t pipe_len, pipe_cap;
   int short_ok; /* the last splice filled the pipe: more may be waiting */
+  int read_err; /* the source failed (reset...): end with this once flushed */
+  int write_err; /* the destination socket's peer is gone (EPIPE, reset) */
 } dir_t;
 
 struct side {
@@ -171,6 +173,15 @@ static void append_converted(dir_t *d, const char *p, size_t n) {
   }
 }
 
+/* A read failed (a reset, say). What arrived before it is still delivered:
+ * the direction ends like at EOF, and the session ends with the error once
+ * that is written out (check_done). */
+static void read_failed(sk_bridge_t *br, dir_t *d, int err) {
+  (void)br;
+  d->read_err = err;
+  d->src_eof = 1;
+}
+
 /* ---- splice mode ------------------------------------------------------------------ */
 
 /* Makes d's pipe, sized to the bridge's limit where the system allows.
@@ -272,7 +283,7 @@ static void do_read_tls(sk_bridge_t *br, dir_t *d) {
       d->src_eof = 1;
       return;
     }
-    finish(br, (int)n, s->name, "read");
+    read_failed(br, d, (int)n);
     return;
   }
 }
@@ -306,7 +317,7 @@ static void do_read(sk_bridge_t *br, dir_t *d) {
         d->src_eof = 1;
         return;
       }
-      finish(br, (int)n, s->name, "read");
+      read_failed(br, d, (int)n);
       return;
     }
     if (d->spliced)
@@ -361,7 +372,7 @@ static void do_read(sk_bridge_t *br, dir_t *d) {
       d->src_eof = 1;
       break;
     }
-    finish(br, (int)n, s->name, "read");
+    read_failed(br, d, (int)n);
     return;
   }
 }
@@ -424,6 +435,15 @@ static void do_write(sk_bridge_t *br, dir_t *d) {
       finish(br, (int)n, s->name, "send");
       return;
     }
+    if ((n == -EPIPE || n == -ECONNRESET) && s->wsock && s->wtype != SOCK_DGRAM) {
+      /* The peer is gone. What it sent before going is still to be
+       * delivered the other way, and its read will tell why it went:
+       * stop this direction and let check_done end the session. */
+      d->write_err = (int)n;
+      d->done = 1;
+      sk_buf_consume(&d->buf, sk_buf_len(&d->buf));
+      return;
+    }
     finish(br, (int)n, s->name, "write");
     return;
   }
@@ -451,6 +471,20 @@ static void linger_fired(sk_loop_t *loop, sk_timer_t *t) {
 static void check_done(sk_bridge_t *br) {
   if (br->finished)
     return;
+  dir_t *failed = br->ab.read_err && br->ab.done   ? &br->ab
+                  : br->ba.read_err && br->ba.done ? &br->ba
+                                                   : NULL;
+  if (failed) {
+    finish(br, failed->read_err, failed->src->name, "read");
+    return;
+  }
+  /* A write found the peer gone: once the other direction (from that same
+   * peer) has delivered all it got, end with the write's error. */
+  dir_t *broken = br->ab.write_err ? &br->ab : br->ba.write_err ? &br->ba : NULL;
+  if (broken && (broken == &br->ab ? br->ba.done : br->ab.done)) {
+    finish(br, broken->write_err, broken->dst->name, "write");
+    return;
+  }
   if (br->ab.done && br->ba.done) {
     finish(br, 0, 0, NULL);
     return;
