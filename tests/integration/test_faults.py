@@ -220,7 +220,7 @@ def test_50mib_over_5pct_loss_and_tbf_arrives_identical(net, sk, payload, scratc
 def test_50mib_through_chaos_proxy_with_delay_and_splits(net, sk, payload, proxy_bin,
                                                          scratch):
     """The same link (5% loss, tbf), with the chaos proxy in A between
-    connect and the link: every chunk delayed 10 ms, forwarded in random
+    connect and the link: every chunk delayed 50 ms, forwarded in random
     1..1500-byte writes upstream and 1..16-byte writes downstream (so both
     sockits see short reads).  Both directions arrive byte-identical."""
     src, digest = payload
@@ -232,7 +232,7 @@ def test_50mib_through_chaos_proxy_with_delay_and_splits(net, sk, payload, proxy
 
     srv = listen_in(sk, net.b, stdin=subprocess.PIPE, stdout=out)
     with ChaosProxy(proxy_bin, f"{net.b.addr}:{PORT}", host=net.a, seed=SEED,
-                    up_delay=10, up_split=1500, down_delay=10, down_split=16) as px:
+                    up_delay=50, up_split=1500, down_delay=50, down_split=16) as px:
         cli = sk.start(net.a, ["connect", f"tcp://127.0.0.1:{px.port}"], stdin=src,
                        stdout=back)
         feeder = feed(srv.stdin, reply)
