@@ -20,6 +20,10 @@ extern "C" {
 #define SK_BACKLOG_DEFAULT 511
 #define SK_MSG_MAX 65536 /* largest datagram / seqpacket message carried */
 
+/* The largest message that can be sent on socket fd: 65507 for UDP over
+ * IPv4, 65527 over IPv6, SK_MSG_MAX otherwise. */
+SK_API size_t sk_net_msg_max(int fd);
+
 /* Socket options; zero-initialise and set what you need. */
 typedef struct {
   int reuseport;      /* SO_REUSEPORT on listeners (opt-in) */

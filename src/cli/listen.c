@@ -111,6 +111,11 @@ struct listen_state {
 
 static void update_all(listen_state_t *st);
 static void update_stdin(listen_state_t *st);
+static void client_update(client_t *c);
+
+static int is_dgram(const listen_state_t *st) {
+  return st->l.ep.kind == SK_EP_UDP || st->l.ep.kind == SK_EP_UNIX_DGRAM;
+}
 
 /* ---- stdout queue ------------------------------------------------------------ */
 
@@ -134,6 +139,16 @@ static void on_stdout(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
     return;
   }
   out_update(st);
+  /* Room on stdout again: whatever was held back for it may read again
+   * (the datagram socket; every client, whatever threshold it waits on). */
+  if (is_dgram(st)) {
+    if (!sk_buf_len(&st->in_buf) || !st->have_peer)
+      sk_io_set(st->loop, &st->lio, out_has_room(st, SK_MSG_MAX) ? SK_READABLE : 0);
+  } else {
+    for (client_t *c = st->clients; c; c = c->next)
+      if (!c->closing)
+        client_update(c);
+  }
   update_all(st);
 }
 
@@ -183,7 +198,10 @@ static void client_update(client_t *c) {
     return; /* the handshake watches the socket until it is done */
   if (!c->rd_eof && out_has_room(st, c->message ? SK_MSG_MAX : READ_CHUNK))
     ev |= c->rwant ? c->rwant : SK_READABLE;
-  if (sk_buf_len(&c->out) || (st->in_eof && !c->shut && !st->no_shutdown))
+  /* A packet client has something to send only once a whole line is there. */
+  size_t sendable = c->message ? sk_buf_line_len(&c->out, SK_MSG_MAX, st->in_eof)
+                               : sk_buf_len(&c->out);
+  if (sendable || (st->in_eof && !c->shut && !st->no_shutdown && !sk_buf_len(&c->out)))
     ev |= c->wwant ? c->wwant : SK_WRITABLE;
   sk_io_set(st->loop, &c->io, ev);
 }
@@ -488,9 +506,9 @@ static void update_all(listen_state_t *st) {
 /* Sends complete lines of stdin (or chunks) to the latest peer. */
 static void dgram_send_pending(listen_state_t *st) {
   while (st->have_peer && sk_buf_len(&st->in_buf)) {
-    size_t m = st->chunk ? (sk_buf_len(&st->in_buf) < SK_MSG_MAX ? sk_buf_len(&st->in_buf)
-                                                                   : SK_MSG_MAX)
-                         : sk_buf_line_len(&st->in_buf, SK_MSG_MAX, st->in_eof);
+    size_t max = sk_net_msg_max(st->l.fd), held = sk_buf_len(&st->in_buf);
+    size_t m = st->chunk ? (held < max ? held : max)
+                         : sk_buf_line_len(&st->in_buf, max, st->in_eof);
     if (m == 0)
       break;
     ssize_t n = sendto(st->l.fd, sk_buf_head(&st->in_buf), m, MSG_NOSIGNAL | MSG_DONTWAIT,

@@ -3,6 +3,7 @@
  * two endpoints. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,13 +76,29 @@ static int verify(void *ctx, const sk_sockaddr_t *peer) {
   return cli_acl_permits(&((relay_cli_t *)ctx)->acl, peer);
 }
 
+/* Appends printf output to out (cap bytes) at *used, never past cap. */
+static void put(char *out, size_t cap, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void put(char *out, size_t cap, size_t *used, const char *fmt, ...) {
+  if (*used >= cap)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out + *used, cap - *used, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    *used = *used + (size_t)n < cap ? *used + (size_t)n : cap - 1;
+}
+
+#define HEX_LINE_MAX 100 /* "  " + 16 offset digits + 16 * 3 + "  |" + 16 + "|\n" */
+
 /* --hexdump: a header line per chunk, then offset, 16 bytes in hex and as
  * text. One write per chunk, so lines from workers never interleave. */
 static void hexdump(void *ctx, unsigned long session, char dir, uint64_t offset, const void *p,
                     size_t n) {
   (void)ctx;
   const unsigned char *b = p;
-  size_t cap = 160 + (n / 16 + 1) * 80;
+  size_t cap = 200 + (n / 16 + 1) * HEX_LINE_MAX, used = 0;
   char *out = malloc(cap);
   if (!out)
     return;
@@ -89,21 +106,23 @@ static void hexdump(void *ctx, unsigned long session, char dir, uint64_t offset,
   gettimeofday(&tv, NULL);
   struct tm tm;
   localtime_r(&tv.tv_sec, &tm);
-  size_t used = (size_t)snprintf(out, cap, "%c #%lu %s offset=%llu length=%zu %02d:%02d:%02d.%06ld\n",
-                                 dir, session, dir == '>' ? "client->target" : "target->client",
-                                 (unsigned long long)offset, n, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                                 (long)tv.tv_usec);
-  for (size_t i = 0; i < n && used < cap; i += 16) {
-    used += (size_t)snprintf(out + used, cap - used, "  %08llx ", (unsigned long long)(offset + i));
-    for (size_t j = 0; j < 16; j++)
-      used += (size_t)(i + j < n ? snprintf(out + used, cap - used, " %02x", b[i + j])
-                                 : snprintf(out + used, cap - used, "   "));
-    used += (size_t)snprintf(out + used, cap - used, "  |");
+  put(out, cap, &used, "%c #%lu %s offset=%llu length=%zu %02d:%02d:%02d.%06ld\n", dir, session,
+      dir == '>' ? "client->target" : "target->client", (unsigned long long)offset, n, tm.tm_hour,
+      tm.tm_min, tm.tm_sec, (long)tv.tv_usec);
+  for (size_t i = 0; i < n; i += 16) {
+    put(out, cap, &used, "  %08llx ", (unsigned long long)(offset + i));
+    for (size_t j = 0; j < 16; j++) {
+      if (i + j < n)
+        put(out, cap, &used, " %02x", b[i + j]);
+      else
+        put(out, cap, &used, "   ");
+    }
+    put(out, cap, &used, "  |");
     for (size_t j = 0; j < 16 && i + j < n; j++)
-      out[used++] = b[i + j] >= 0x20 && b[i + j] < 0x7f ? (char)b[i + j] : '.';
-    used += (size_t)snprintf(out + used, cap - used, "|\n");
+      put(out, cap, &used, "%c", b[i + j] >= 0x20 && b[i + j] < 0x7f ? b[i + j] : '.');
+    put(out, cap, &used, "|\n");
   }
-  ssize_t w = write(STDERR_FILENO, out, used < cap ? used : cap);
+  ssize_t w = write(STDERR_FILENO, out, used);
   (void)w;
   free(out);
 }

@@ -34,6 +34,8 @@ typedef struct {
   int pipe_r, pipe_w; /* -1 until the first read */
   size_t pipe_len, pipe_cap;
   int short_ok; /* the last splice filled the pipe: more may be waiting */
+  int pipe_full; /* the pipe took no more (its slots are used up by small
+                    pieces even when pipe_len < pipe_cap): wait for splice_out */
   int read_err; /* the source failed (reset...): end with this once flushed */
   int write_err; /* the destination socket's peer is gone (EPIPE, reset) */
 } dir_t;
@@ -45,6 +47,7 @@ struct side {
   int rsock, wsock; /* the descriptor is a socket */
   int rtype, wtype; /* SOCK_STREAM / SOCK_DGRAM / SOCK_SEQPACKET, 0 if not a socket */
   unsigned tls_rwant, tls_wwant; /* what a TLS read / write waits for, 0 = none */
+  size_t msg_max; /* message side: the largest message its socket can send */
 };
 
 struct sk_bridge {
@@ -60,6 +63,8 @@ struct sk_bridge {
   void *data;
   sk_bridge_end_t end;
   int finished;
+  int done_pending; /* finished_cb is deferred and has not run yet */
+  int freed;        /* sk_bridge_free ran while done_pending: finished_cb frees */
 };
 
 /* ---- helpers ----------------------------------------------------------------- */
@@ -76,6 +81,11 @@ static int sock_type(int fd) {
 static void finished_cb(sk_loop_t *loop, void *data) {
   sk_bridge_t *br = data;
   (void)loop;
+  br->done_pending = 0;
+  if (br->freed) {
+    free(br); /* freed by its owner before this ran: nothing to tell */
+    return;
+  }
   br->done(br, &br->end, br->data);
 }
 
@@ -94,17 +104,19 @@ static void finish(sk_bridge_t *br, int err, char side, const char *op) {
   sk_io_stop(br->loop, &br->b.wio);
   sk_timer_stop(br->loop, &br->idle_timer);
   sk_timer_stop(br->loop, &br->linger_timer);
-  if (sk_loop_defer(br->loop, finished_cb, br) < 0)
+  if (sk_loop_defer(br->loop, finished_cb, br) == 0)
+    br->done_pending = 1;
+  else
     br->done(br, &br->end, br->data);
 }
 
 /* Length of the next message to send from d's buffer, or 0 if none is
  * ready yet: a line (with its LF), a chunk, or the tail at EOF. */
 static size_t next_message(const dir_t *d) {
-  size_t len = sk_buf_len(&d->buf);
+  size_t len = sk_buf_len(&d->buf), max = d->dst->msg_max;
   if (d->dst->cfg.chunk)
-    return len < SK_MSG_MAX ? len : SK_MSG_MAX;
-  return sk_buf_line_len(&d->buf, SK_MSG_MAX, d->src_eof);
+    return len < max ? len : max;
+  return sk_buf_line_len(&d->buf, max, d->src_eof);
 }
 
 static int dst_message(const dir_t *d) { return d->dst->cfg.message; }
@@ -116,7 +128,7 @@ static int want_read(const sk_bridge_t *br, const dir_t *d) {
   if (br->finished || d->src_eof || d->src->cfg.rfd < 0)
     return 0;
   if (d->spliced)
-    return d->pipe_len < d->pipe_cap || d->pipe_r < 0;
+    return d->pipe_r < 0 || (!d->pipe_full && d->pipe_len < d->pipe_cap);
   size_t need = d->src->cfg.message ? SK_MSG_MAX : 1;
   if (d->dst->cfg.crlf)
     need *= 2;
@@ -233,8 +245,14 @@ static ssize_t splice_in(sk_bridge_t *br, dir_t *d) {
   }
   if (n == 0)
     return SK_EOF;
-  if (errno == EAGAIN)
+  if (errno == EAGAIN) {
+    /* With bytes in the pipe, EAGAIN may be the pipe, not the source: a
+     * pipe counts slots, and many small pieces fill it early. Stop reading
+     * until splice_out makes room, or the readable source would spin. */
+    if (d->pipe_len > 0)
+      d->pipe_full = 1;
     return 0;
+  }
   return sk__neg_errno();
 }
 
@@ -248,6 +266,7 @@ static ssize_t splice_out(dir_t *d) {
   while (n < 0 && errno == EINTR);
   if (n > 0) {
     d->pipe_len -= (size_t)n;
+    d->pipe_full = 0;
     return n;
   }
   if (n < 0 && errno == EAGAIN)
@@ -564,6 +583,7 @@ static void side_init(sk_bridge_t *br, side_t *s, const sk_bridge_side_t *cfg, c
   s->wsock = s->wtype != 0;
   if (s->rtype == SOCK_DGRAM || s->rtype == SOCK_SEQPACKET)
     s->cfg.message = 1;
+  s->msg_max = s->wsock ? sk_net_msg_max(cfg->wfd) : SK_MSG_MAX;
   s->rio.cb = s->wio.cb = on_io;
   s->rio.data = s->wio.data = br;
 }
@@ -650,7 +670,10 @@ void sk_bridge_free(sk_bridge_t *br) {
   unsplice(&br->ba);
   sk_buf_free(&br->ab.buf);
   sk_buf_free(&br->ba.buf);
-  free(br);
+  if (br->done_pending)
+    br->freed = 1; /* the deferred finished_cb still points here: it frees */
+  else
+    free(br);
 }
 
 void sk_bridge_counts(const sk_bridge_t *br, uint64_t *a_to_b, uint64_t *b_to_a) {

@@ -45,6 +45,21 @@ int sk_net_set_cloexec(int fd, int on) {
 
 void sk_net_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
+size_t sk_net_msg_max(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int type = 0;
+  socklen_t tl = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_DGRAM ||
+      getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    return SK_MSG_MAX;
+  if (ss.ss_family == AF_INET)
+    return 65507; /* 65535 - 20 (IPv4 header) - 8 (UDP header) */
+  if (ss.ss_family == AF_INET6)
+    return 65527; /* 65535 - 8: the IPv6 header is outside the payload length */
+  return SK_MSG_MAX;
+}
+
 static ssize_t io_result(ssize_t n) {
   if (n >= 0)
     return n;

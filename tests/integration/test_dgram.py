@@ -282,3 +282,24 @@ def test_seqpacket_connect_packets(run, sockdir):
     sk.close_stdin()
     sk.expect_exit(0)
     assert srv.join() == [b"p1\n", b"p2\n", b""]
+
+
+def test_udp_chunk_larger_than_a_datagram_is_split(run):
+    """--chunk input longer than the largest UDP payload (65507 bytes over
+    IPv4) goes out as full datagrams, not as an error."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    srv.settimeout(5)
+    data = os.urandom(70000)
+    code, out, err = run.run("connect", "--chunk", "--idle-timeout", "0.3",
+                             f"udp://127.0.0.1:{srv.getsockname()[1]}", input=data)
+    assert code == 0, err
+    got = b""
+    sizes = []
+    while len(got) < len(data):
+        d = srv.recv(70000)
+        sizes.append(len(d))
+        got += d
+    assert got == data and max(sizes) <= 65507, sizes
+    srv.close()

@@ -517,3 +517,25 @@ def test_listen_idle_timeout(run):
         sk.out.expect(b"then silence\n")
         sk.expect_exit(1)
         assert recv_to_eof(c) == b""
+
+
+def test_seqpacket_keep_open_partial_line_does_not_spin(run, sockdir):
+    """A packet client is sent whole lines only: with half a line on stdin
+    the listener waits (no busy loop), and the line goes out once whole."""
+    path = os.path.join(sockdir, "sp")
+    sk = run.sockit("listen", "-k", f"unix-seqpacket:{path}")
+    sk.listening()
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    c.settimeout(5)
+    c.connect(path)
+    sk.write(b"abc")
+    time.sleep(0.2)
+    with open(f"/proc/{sk.pid}/stat") as f:
+        before = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+    time.sleep(1.0)
+    with open(f"/proc/{sk.pid}/stat") as f:
+        after = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+    assert (after - before) / os.sysconf("SC_CLK_TCK") < 0.2, "busy loop on a partial line"
+    sk.write(b"def\n")
+    assert c.recv(100) == b"abcdef\n"
+    c.close()

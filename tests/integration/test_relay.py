@@ -441,3 +441,38 @@ def test_relay_in_the_hub_from_a_config_file(run, tmp_path):
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
     t.close()
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_no_spin_when_the_target_stops_reading(run):
+    """Small pieces fill a pipe's slots before its byte capacity: the relay
+    must then wait for the target to read, not spin on a readable client."""
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen()
+    p, port = relay(run, "-q", "tcp://127.0.0.1:0", f"tcp://127.0.0.1:{stuck.getsockname()[1]}")
+    c = tcp_connect("127.0.0.1", port)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.setblocking(False)
+    conn, _ = stuck.accept()                     # accepted, never read
+    sent = 0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:           # 200-byte pieces until all is full
+        try:
+            sent += c.send(b"x" * 200)
+        except BlockingIOError:
+            time.sleep(0.01)
+    before = cpu_seconds(p.pid)
+    time.sleep(1.0)
+    used = cpu_seconds(p.pid) - before
+    assert used < 0.2, f"relay used {used:.2f} CPU seconds in 1 s while stalled"
+    assert sent > 0
+    c.close()
+    conn.close()
+    stuck.close()
