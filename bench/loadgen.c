@@ -141,6 +141,11 @@ static const lg_mode_t modes[] = {
    "      N receivers and one sender on a line-broadcast (chat) server; every\n"
    "      receiver must get each of the M lines once and in order; counts\n"
    "      lost, duplicated, reordered, corrupt; deliveries per second"},
+  {"hold", lg_hold,
+   "--connect A --conns N [--hello LINE] [--duration SECS]\n"
+   "      N idle clients: connect (and say hello), wait until each got a line,\n"
+   "      print the JSON line, then hold them open until stdin ends or SECS\n"
+   "      pass; fails if the server closes any (for memory per client)"},
 };
 
 /* Prints the modes and options to f. */

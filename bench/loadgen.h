@@ -70,5 +70,6 @@ int lg_bulk_recv(const lg_opts_t *o);
 int lg_bulk_sink(const lg_opts_t *o);
 int lg_genfile(const lg_opts_t *o);
 int lg_fanout(const lg_opts_t *o);
+int lg_hold(const lg_opts_t *o);
 
 #endif

@@ -346,8 +346,10 @@ class Side:
     quick: bool = True        # also run in --quick (a short smoke run)
 
     def argv(self, ctx, port=0, target=""):
+        cert, key = tls_pair(ctx) if "{cert}" in self.cmd else ("", "")
         text = self.cmd.format(sockit=ctx.sockit, port=port, build=ctx.build,
-                               echo_ceiling=ctx.echo_ceiling, bench=HERE, target=target)
+                               echo_ceiling=ctx.echo_ceiling, bench=HERE, target=target,
+                               cert=cert, key=key)
         return shlex.split(text)
 
 
@@ -600,6 +602,76 @@ def run_relay_echo(conns, size):
     return runner
 
 
+# ---- TLS -------------------------------------------------------------------------
+
+_TLS_PAIRS = {}
+
+
+def tls_pair(ctx):
+    """A self-signed ECDSA certificate and key for 127.0.0.1, made once per
+    run in ctx.tmp with the openssl CLI."""
+    if ctx.tmp not in _TLS_PAIRS:
+        cert, key = os.path.join(ctx.tmp, "bench-cert.pem"), os.path.join(ctx.tmp, "bench-key.pem")
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                            "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"],
+                           capture_output=True, timeout=30)
+        if r.returncode != 0:
+            raise BenchError(f"openssl req failed: {r.stderr.decode(errors='replace')[-200:]}")
+        _TLS_PAIRS[ctx.tmp] = (cert, key)
+    return _TLS_PAIRS[ctx.tmp]
+
+
+def run_tls_relay(ctx, side):
+    """`sockit connect --insecure tls://` sends the bulk file through a relay
+    that terminates TLS (the side) to `loadgen bulk-recv`, which checks every
+    byte; MiB/s from accept to EOF. The same client for every side, so the
+    ratio is the relays'."""
+    deadline = time.monotonic() + ctx.run_timeout
+    data = ensure_data_file(ctx)
+    with Children(ctx) as kids:
+        recv = kids.start([ctx.loadgen, "bulk-recv", "--listen", "127.0.0.1:0",
+                           "--bytes", str(ctx.bulk_bytes), "--timeout", lg_timeout(ctx)],
+                          "bulk-recv", stdout=subprocess.PIPE)
+        rport = int(recv.read_line(deadline).split()[-1])
+        port = free_port()
+        relay = kids.start(side.argv(ctx, port, str(rport)), side.name)
+        wait_listening(relay, port, deadline)
+        with open(data, "rb") as f:
+            client = kids.start([ctx.sockit, "connect", "--insecure",
+                                 f"tls://127.0.0.1:{port}"], "sockit connect", stdin=f)
+        res = finish_loadgen(recv, deadline)
+        if client.wait(deadline) != 0:
+            raise BenchError(f"client failed: {client.last_error_line()}")
+        return Result(res["mib_per_sec"])
+
+
+def run_tls_handshakes(ctx, side):
+    """`openssl s_time -new`: full TLS handshakes (connect, handshake, close)
+    for ctx.echo_seconds against the side; connections per second of wall
+    time."""
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        port = free_port()
+        server = kids.start(side.argv(ctx, port), side.name)
+        wait_listening(server, port, deadline)
+        secs = max(1, int(round(ctx.echo_seconds * 2)))
+        start = time.monotonic()
+        st = kids.start(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
+                         "-time", str(secs)], "s_time", stdout=subprocess.PIPE)
+        text = st.read_rest(deadline)
+        elapsed = time.monotonic() - start
+        if st.wait(deadline) != 0:
+            raise BenchError(f"s_time failed: {st.last_error_line() or text[-200:]}")
+        m = re.search(r"(\d+) connections in [\d.]+s", text)
+        if not m or int(m.group(1)) == 0:
+            raise BenchError(f"s_time made no connection: {text.strip()[-200:]}")
+        return Result(int(m.group(1)) / elapsed)
+
+
+TLS_CERT_OPTS = "--cert {cert} --key {key}"
+
 RELAY_TCP_SIDES = [
     Side("sockit relay", "{sockit} relay -q tcp://127.0.0.1:{port} tcp://127.0.0.1:{target}",
          under_test=True),
@@ -692,8 +764,295 @@ WORKLOADS = [
         "relay-echo-50", "echo ping-pong through a relay, 50 connections, 64 bytes",
         "round trips/s", run_relay_echo(50, 64), RELAY_TCP_SIDES, quick=False,
         notes="The p50/p99 columns against the direct row show the latency one hop adds."),
+    Workload(
+        "tls-relay", "bulk through a relay that terminates TLS (tls in, plain out)", "MiB/s",
+        run_tls_relay,
+        [Side("sockit relay", "{sockit} relay -q " + TLS_CERT_OPTS +
+              " tls://127.0.0.1:{port} tcp://127.0.0.1:{target}", under_test=True),
+         Side("socat OPENSSL-LISTEN", "socat OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,"
+              "cert={cert},key={key},verify=0 TCP:127.0.0.1:{target}")],
+        notes="Client: `sockit connect --insecure tls://...` reading the bulk file (the same "
+              "for both); receiver `loadgen bulk-recv` checks every byte. Target: at least "
+              "socat's throughput."),
+    Workload(
+        "tls-handshakes", "full TLS handshakes per second (openssl s_time -new)", "handshakes/s",
+        run_tls_handshakes,
+        [Side("sockit listen -k", "{sockit} listen -k -q " + TLS_CERT_OPTS +
+              " tls://127.0.0.1:{port}", under_test=True),
+         Side("socat OPENSSL-LISTEN fork", "socat OPENSSL-LISTEN:{port},bind=127.0.0.1,"
+              "reuseaddr,fork,cert={cert},key={key},verify=0 SYSTEM:true"),
+         Side("ncat --ssl -k", "ncat --ssl --ssl-cert {cert} --ssl-key {key} -l -k 127.0.0.1 "
+              "{port}")],
+        quick=False,
+        notes="socat forks per connection; ncat and sockit handshake in one process."),
 ]
 
+
+# ---------------------------------------------------------------------------
+# Word count: `sockit wc` against a local `sockit serve wc`, versus GNU wc
+# ---------------------------------------------------------------------------
+
+WC_TEXTS = ("en-seed000.txt", "fr-seed001.txt", "ru-seed002.txt", "zh-seed003.txt")
+WC_FILE_BYTES = {False: 1 << 30, True: 64 * MIB}  # by ctx.quick
+_wc_files: Dict[str, str] = {}       # ctx.tmp -> the text file
+_wc_expected: Dict[tuple, List[int]] = {}  # (ctx.tmp, locale) -> GNU wc's counts
+
+
+def wc_file(ctx):
+    """Makes (once per run, in ctx.tmp under /dev/shm, removed with it) the
+    text file of the wc workloads: the seeds' English, French, Russian and
+    Chinese excerpts from tests/data/wc, repeated to 1 GiB (64 MiB quick)."""
+    if ctx.tmp not in _wc_files:
+        text = b"".join(open(os.path.join(ROOT, "tests", "data", "wc", n), "rb").read()
+                        for n in WC_TEXTS)
+        size = WC_FILE_BYTES[ctx.quick]
+        path = os.path.join(ctx.tmp, "wc-text.txt")
+        with open(path, "wb") as f:
+            block = text * ((8 * MIB) // len(text) + 1)
+            left = size
+            while left:
+                piece = block[:min(left, len(block))]
+                f.write(piece)
+                left -= len(piece)
+        _wc_files[ctx.tmp] = path
+    return _wc_files[ctx.tmp]
+
+
+def wc_counts(text):
+    """The numbers of a `wc -lwmc FILE` line (lines, words, chars, bytes)."""
+    fields = text.split()
+    if len(fields) < 4 or not all(f.isdigit() for f in fields[:4]):
+        raise BenchError(f"not a wc line: {text.strip()[:200]!r}")
+    return [int(f) for f in fields[:4]]
+
+
+def wc_expected(ctx, locale):
+    """GNU wc's counts of the file in locale (run once, outside timing): what
+    every side must report."""
+    key = (ctx.tmp, locale)
+    if key not in _wc_expected:
+        out = subprocess.run(["wc", "-lwmc", wc_file(ctx)], env=dict(os.environ, LC_ALL=locale),
+                             capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise BenchError(f"wc failed: {out.stderr.strip()}")
+        _wc_expected[key] = wc_counts(out.stdout)
+    return _wc_expected[key]
+
+
+def run_wc(locale):
+    """Returns a runner for one locale. The sockit side starts `sockit serve
+    wc` (not timed), then times `sockit wc -lwmc` of the file over loopback
+    from its start to its exit; GNU wc's side times `wc -lwmc` of the same
+    file; both run through `env LC_ALL=...`. Their counts must equal GNU
+    wc's (run once beforehand), or the run fails. MiB/s of the file."""
+    def runner(ctx, side):
+        path = wc_file(ctx)
+        want = wc_expected(ctx, locale)
+        size = os.path.getsize(path)
+        deadline = time.monotonic() + ctx.run_timeout
+        with Children(ctx) as kids:
+            argv = ["env", f"LC_ALL={locale}", "wc", "-lwmc", path]
+            if side.under_test:
+                out = os.path.join(ctx.tmp, f"wc-serve.{time.monotonic_ns()}.out")
+                with open(out, "wb") as f:
+                    server = kids.start([ctx.sockit, "serve", "wc", "tcp://127.0.0.1:0"],
+                                        "sockit serve wc", stdout=f)
+                port = wait_port_announced(server, r"^wc\s+tcp://127\.0\.0\.1:(\d+)", out,
+                                           deadline)
+                argv = ["env", f"LC_ALL={locale}", ctx.sockit, "wc", f"tcp://127.0.0.1:{port}",
+                        "-lwmc", path]
+            t0 = time.monotonic_ns()
+            client = kids.start(argv, side.name, stdout=subprocess.PIPE)
+            text = client.read_rest(deadline)
+            if client.wait(deadline) != 0:
+                raise BenchError(f"{side.name} exited {client.proc.returncode}: "
+                                 f"{client.last_error_line()}")
+            got = wc_counts(text)
+            if got != want:
+                raise BenchError(f"{side.name} counted {got}, GNU wc {want}")
+            return Result(size / MIB / ((client.exit_ns - t0) / 1e9))
+    return runner
+
+
+def run_wc_counter(locale):
+    """Returns a runner: libsockit's counter alone on the file in memory
+    (bench/wc_speed, 64 KiB pieces as the server gets them), which must
+    count what GNU wc counts. Its figure is MiB/s, with GB/s on the side."""
+    def runner(ctx, side):
+        path = wc_file(ctx)
+        want = wc_expected(ctx, locale)
+        deadline = time.monotonic() + ctx.run_timeout
+        with Children(ctx) as kids:
+            c = kids.start([os.path.join(ctx.build, "bench", "wc_speed"), "--locale", locale,
+                            "--rounds", "1", path], "wc_speed", stdout=subprocess.PIPE)
+            text = c.read_rest(deadline)
+            if c.wait(deadline) != 0:
+                raise BenchError(f"wc_speed exited {c.proc.returncode}: {c.last_error_line()}")
+            res = parse_json_line(c, text)
+            got = [res["lines"], res["words"], res["chars"], res["bytes"]]
+            if got != want:
+                raise BenchError(f"wc_speed counted {got}, GNU wc {want}")
+            return Result(res["mib_per_sec"], {"GB/s": res["gb_per_sec"]})
+    return runner
+
+
+def wc_sides(locale):
+    """The sides of a wc workload in locale."""
+    return [
+        Side("sockit wc", "{sockit} serve wc tcp://127.0.0.1:0 / env LC_ALL=%s {sockit} wc "
+             "tcp://127.0.0.1:{port} -lwmc FILE" % locale, under_test=True),
+        Side("GNU wc", "env LC_ALL=%s wc -lwmc FILE" % locale),
+        Side("counter alone", "{build}/bench/wc_speed --locale %s FILE (in memory, no network)"
+             % locale, reference=True, runner=run_wc_counter(locale)),
+    ]
+
+
+WORKLOADS += [
+    Workload(
+        "wc-utf8", "word count of a text file in C.UTF-8: `sockit wc` over loopback vs local "
+        "`wc`", "MiB/s", run_wc("C.UTF-8"), wc_sides("C.UTF-8"), quick=False,
+        notes="The file: the seeds' English, French, Russian and Chinese excerpts repeated to "
+              "1 GiB in /dev/shm. Target: sockit at least 5x GNU wc. The counter row is the "
+              "server's counting alone (its GB/s in the extra column)."),
+    Workload(
+        "wc-c", "word count of a text file in C: `sockit wc` over loopback vs local `wc`",
+        "MiB/s", run_wc("C"), wc_sides("C"), quick=False,
+        notes="The same file. Target: sockit at least 2x GNU wc."),
+]
+
+
+# ---------------------------------------------------------------------------
+# Chat: fan-out through `sockit chat serve` versus `ncat --chat`, and the
+# server's memory per idle client
+# ---------------------------------------------------------------------------
+
+CHAT_SOCKIT = "{sockit} chat serve tcp://127.0.0.1:0 --quiet --no-bot --flood-rate 0"
+CHAT_LABELS: Dict[str, str] = {}  # workload name -> what one run is, for its heading
+
+
+def cpu_seconds(pid):
+    """User + system CPU time process pid has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_chat_fanout(receivers, lines, quick_lines, window):
+    """Returns a runner: `loadgen fanout` with `receivers` receivers and one
+    sender of 64-byte lines through the side; every receiver must get every
+    line once and in order (any lost, duplicated, reordered or corrupt line
+    fails the run). The figure is line deliveries per second; the server's
+    CPU time per delivery (connects included) goes in a side column: on a
+    shared 2-core machine where loadgen and server compete, it is the
+    steadier of the two."""
+    def runner(ctx, side):
+        deadline = time.monotonic() + ctx.run_timeout
+        with Children(ctx) as kids:
+            server, port = start_server(ctx, kids, side, deadline)
+            cpu0 = cpu_seconds(server.proc.pid)
+            client = kids.start([ctx.loadgen, "fanout", "--connect", f"127.0.0.1:{port}",
+                                 "--receivers", str(receivers),
+                                 "--count", str(quick_lines if ctx.quick else lines),
+                                 "--window", str(window), "--timeout", lg_timeout(ctx)],
+                                "loadgen", stdout=subprocess.PIPE)
+            res = finish_loadgen(client, deadline)
+            if not server.running():
+                raise BenchError(f"server exited: {server.last_error_line()}")
+            cpu_ns = (cpu_seconds(server.proc.pid) - cpu0) * 1e9
+            return Result(res["deliveries_per_sec"], {"lost": res["lost"],
+                                                      "p99 µs": res["p99_us"],
+                                                      "server CPU ns/delivery":
+                                                          cpu_ns / res["deliveries"]})
+    return runner
+
+
+CHAT_IDLE_CLIENTS = {False: 10000, True: 2000}  # by ctx.quick
+CHAT_SETTLE_S = 3.0  # idle clients' empty buffers are freed within 2 s (server.h)
+
+
+def rss_kib(pid):
+    """VmRSS of process pid in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def run_chat_idle_rss(ctx, side):
+    """The side holds N idle clients (`loadgen hold`: connected, greeted,
+    then silent); its RSS is read before they connect and again once they
+    have been idle for CHAT_SETTLE_S. The figure is idle clients per MiB of
+    RSS (higher is better); KiB per client in the side column. loadgen
+    fails the run if the server closed any client."""
+    n = CHAT_IDLE_CLIENTS[ctx.quick]
+    deadline = time.monotonic() + ctx.run_timeout
+    with Children(ctx) as kids:
+        server, port = start_server(ctx, kids, side, deadline)
+        before = rss_kib(server.proc.pid)
+        hold = kids.start([ctx.loadgen, "hold", "--connect", f"127.0.0.1:{port}",
+                           "--conns", str(n), "--timeout", lg_timeout(ctx)],
+                          "loadgen", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        res = json.loads(hold.read_line(deadline))
+        if res.get("errors") or res.get("held") != n:
+            raise BenchError(f"loadgen hold: {res.get('error') or res}")
+        settle = time.monotonic() + CHAT_SETTLE_S
+        while time.monotonic() < settle:
+            if not server.running():
+                raise BenchError(f"server exited: {server.last_error_line()}")
+            time.sleep(0.1)
+        after = rss_kib(server.proc.pid)
+        hold.proc.stdin.close()  # the clients go; loadgen exits 0 if none was dropped
+        rc = hold.wait(deadline)
+        if rc != 0:
+            raise BenchError(f"loadgen hold exited {rc}: {hold.last_error_line()}")
+        per_client = max(after - before, 1) / n
+        return Result(1024 / per_client, {"KiB per client": per_client,
+                                          "RSS MiB": after / 1024})
+
+
+CHAT_LABELS.update({
+    "chat-fanout-50": "20,000 lines (2,000 quick)",
+    "chat-fanout-200": "10,000 lines",
+    "chat-fanout-1000": "5,000 lines",
+    "chat-idle-rss": "10,000 idle clients (2,000 quick)",
+})
+
+WORKLOADS += [
+    Workload(
+        "chat-fanout-50", "chat fan-out: 50 receivers, one sender, 64-byte lines, 64 in flight",
+        "deliveries/s", run_chat_fanout(50, 20000, 2000, 64),
+        [Side("sockit", CHAT_SOCKIT, port=SOCKIT_PORT, under_test=True),
+         Side("ncat --chat", "ncat -l -k --chat 127.0.0.1 {port}", quick=False)],
+        notes="`loadgen fanout --receivers 50 --window 64`: every receiver must get every "
+              "line once, in order (a lost line fails the run). ncat's default "
+              "--max-conns (100) is enough here. ncat's small listen backlog drops SYNs "
+              "when the receivers connect (a second's retry each time, before the clock "
+              "starts), so a quick run has sockit alone."),
+    Workload(
+        "chat-fanout-200", "chat fan-out: 200 receivers, one sender, 64-byte lines, 64 in flight",
+        "deliveries/s", run_chat_fanout(200, 10000, 2000, 64),
+        [Side("sockit", CHAT_SOCKIT, port=SOCKIT_PORT, under_test=True),
+         Side("ncat --chat --max-conns 2000", "ncat -l -k --chat --max-conns 2000 127.0.0.1 {port}")],
+        quick=False,
+        notes="The largest size ncat survives: at 500 receivers it stalls (select(), "
+              "FD_SETSIZE 1024), so the 1,000-receiver run is sockit alone."),
+    Workload(
+        "chat-fanout-1000", "chat fan-out: 1,000 receivers, one sender, 64-byte lines, "
+        "256 in flight", "deliveries/s", run_chat_fanout(1000, 5000, 1000, 256),
+        [Side("sockit", CHAT_SOCKIT, port=SOCKIT_PORT, under_test=True)],
+        quick=False,
+        notes="Target: at least 1,000,000 deliveries per second, none lost."),
+    Workload(
+        "chat-idle-rss", "chat: server memory per idle client", "idle clients per MiB",
+        run_chat_idle_rss,
+        [Side("sockit", "{sockit} chat serve tcp://127.0.0.1:0 --quiet", port=SOCKIT_PORT,
+              under_test=True)],
+        quick=False,
+        notes="`loadgen hold --conns 10000`: each client connected and greeted, then idle; "
+              "RSS growth over the server's RSS before they came, 3 s after. Target: at "
+              "most 4 KiB per client (at least 256 clients per MiB)."),
+]
 
 # ---------------------------------------------------------------------------
 # Running rounds
@@ -820,6 +1179,9 @@ def table(workload, rows, counted, ctx):
     """The markdown section of one workload."""
     size = f"{ctx.bulk_bytes // MIB} MiB" if workload.name.startswith("bulk") else \
         f"{ctx.echo_seconds:g} s per run"
+    if workload.name.startswith("wc-"):
+        size = f"{WC_FILE_BYTES[ctx.quick] // MIB} MiB file"
+    size = CHAT_LABELS.get(workload.name, size)
     out = [f"## {workload.name}: {workload.title} ({size})", ""]
     if workload.notes:
         out += [workload.notes, ""]
@@ -837,7 +1199,7 @@ def table(workload, rows, counted, ctx):
             name = f"**{name}**"
         cmd = "`" + row.side.cmd.format(sockit="sockit", port="PORT", build="build",
                                         echo_ceiling="echo_ceiling", bench="bench",
-                                        target="TARGET") + "`"
+                                        target="TARGET", cert="CERT", key="KEY") + "`"
         if row.failure or not row.values:
             reason = (row.failure or "no rounds ran").replace("|", "\\|")
             cells = [name, cmd, f"FAILED ({reason})", "—"] + ["—"] * len(extra_keys) + ["—", "—"]

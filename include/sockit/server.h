@@ -10,6 +10,11 @@
  * Backpressure: a connection's input is not read while its output queue is
  * above half its limit, so a client that never reads stalls only itself and
  * memory stays bounded.
+ *
+ * Memory: an idle connection holds no buffer storage. Input is read into a
+ * buffer each loop shares and only what on_data leaves unconsumed is copied
+ * to the connection's own buffer; the empty buffers of a connection quiet
+ * for a second are freed (a busy one keeps them, to be reused).
  */
 #ifndef SOCKIT_SERVER_H
 #define SOCKIT_SERVER_H
@@ -117,7 +122,10 @@ SK_API int sk_server_reply(const sk_datagram_t *dg, const void *data, size_t len
 
 /* Queues len bytes for the peer, all or nothing. Returns 0, or SK_ETOOBIG
  * when the output queue would pass its limit (send less, or later: on_data
- * is called again when the queue has drained). */
+ * is called again when the queue has drained). Inside c's own callbacks the
+ * queue is written when the callback returns; from anywhere else on c's
+ * loop (another connection's handler broadcasting, a timer) at the end of
+ * the loop round, with one write for everything queued in that round. */
 SK_API int sk_conn_send(sk_conn_t *c, const void *data, size_t len);
 /* Room left in the output queue. */
 SK_API size_t sk_conn_out_space(const sk_conn_t *c);
@@ -133,6 +141,9 @@ SK_API sk_loop_t *sk_conn_loop(const sk_conn_t *c);
 /* The connection's input buffer (what on_data gets), for handlers that act
  * on input outside on_data, from a timer say. */
 SK_API sk_buf_t *sk_conn_input(sk_conn_t *c);
+/* Bytes of buffer storage the connection holds now, input and output;
+ * 0 once it has been idle for a second or two. */
+SK_API size_t sk_conn_buffer_bytes(const sk_conn_t *c);
 /* 1 on unix-seqpacket connections: each on_data call is one packet. */
 SK_API int sk_conn_is_message(const sk_conn_t *c);
 

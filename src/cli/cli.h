@@ -22,7 +22,9 @@ typedef struct {
 } cli_command_t;
 
 extern const cli_command_t cli_connect, cli_listen, cli_serve, cli_relay,
-    cli_ping;
+    cli_ping, cli_chat;
+extern const cli_command_t cli_wc;
+
 
 /* "sockit: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -90,7 +90,7 @@ static hosted_t *host(serve_t *sv, const svc_t *svc) {
   memset(h, 0, sizeof *h);
   h->svc = svc;
   h->max_conns = sv->max_conns;
-  h->idle_ms = sv->idle_ms;
+  h->idle_ms = sv->idle_ms ? sv->idle_ms : svc_idle_default_ms(svc);
   return h;
 }
 
@@ -121,7 +121,7 @@ static int add_endpoint(serve_t *sv, hosted_t *h, const char *text, int workers)
     return cli_usage_error("serve", "%s: a service needs a socket endpoint", h->svc->name);
   if (ensure_server(sv, h) < 0)
     return EXIT_NET;
-  sk_sockopts_t so = {.nodelay = 1, .reuseport = workers != 1};
+  sk_sockopts_t so = {.nodelay = 1, .reuseport = workers != 1 && !svc_single_loop(h->svc)};
   if (sk_server_listen(h->srv, &ep, &so, err, sizeof err) < 0) {
     cli_error("%s: %s", h->svc->name, err);
     return EXIT_NET;
@@ -392,7 +392,8 @@ static int run(int argc, char **argv) {
   for (unsigned long i = 0; i < workers; i++) {
     int r = sk_loop_new(&w[i].loop);
     for (int j = 0; r == 0 && j < sv.n; j++)
-      r = sk_server_attach(sv.hosted[j].srv, w[i].loop);
+      if (i == 0 || !svc_single_loop(sv.hosted[j].svc)) /* chat state lives on loop 0 only */
+        r = sk_server_attach(sv.hosted[j].srv, w[i].loop);
     for (int j = 0; r == 0 && j < sv.nrelays; j++)
       r = sk_relay_attach(sv.relays[j], w[i].loop);
     if (r < 0) {

@@ -49,6 +49,23 @@ static int make_room(sk_buf_t *b, size_t need) {
   return 0;
 }
 
+#define FIRST_ALLOC_MIN 256u
+
+int sk__buf_first_alloc(sk_buf_t *b, size_t len) {
+  if (b->data || len == 0 || len > b->limit)
+    return 0;
+  size_t cap = FIRST_ALLOC_MIN;
+  while (cap < len)
+    cap *= 2;
+  if (cap > b->limit)
+    cap = b->limit;
+  if (!(b->data = malloc(cap)))
+    return -ENOMEM;
+  b->cap = cap;
+  b->start = b->len = 0;
+  return 0;
+}
+
 int sk_buf_append(sk_buf_t *b, const void *p, size_t len) {
   if (len > sk_buf_space(b))
     return SK_ETOOBIG;

@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include "lib/internal.h"
+#if SK_HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 #include "sockit/server.h"
 
 #define MAX_LISTENERS 32
@@ -26,6 +29,16 @@
  * and this much, before closing (a lingering close). */
 #define LINGER_MS 1000
 #define LINGER_MAX_BYTES (1u << 20)
+/* A connection quiet this long gives back the storage of its empty
+ * buffers (checked once a second). Not at once: a busy connection would
+ * free and allocate again every round, and glibc would trim and regrow
+ * its heap with it. */
+#define RELEASE_MS 1000
+#define SWEEP_MS 1000
+/* When a sweep frees this much, the allocator is asked to give free pages
+ * back to the system: freed buffers of thousands of idle connections lie
+ * between their live connection structs, where glibc would keep them. */
+#define RELEASE_TRIM_BYTES (1u << 20)
 
 typedef struct instance instance_t;
 
@@ -40,6 +53,8 @@ struct sk_conn {
   int rd_eof, closing, closed;
   int lingering;          /* our side is shut; draining theirs before close */
   int in_dispatch;        /* inside a handler callback: flush afterwards */
+  int flush_queued;       /* on the instance's end-of-round flush list */
+  sk_conn_t *flush_prev, *flush_next;
   size_t lingered;        /* bytes drained while lingering */
   sk_timer_t linger;
   uint64_t started, last_activity, bytes_in, bytes_out;
@@ -68,6 +83,15 @@ struct instance {
   int stopping, done;
   uint64_t last_error_log;
   char *dgram_buf;
+  /* Input is read here when a connection holds none, so a connection whose
+   * handler takes every byte keeps no input storage of its own; only what
+   * the handler leaves is copied to the connection's buffer. */
+  sk_buf_t shared_in;
+  sk_conn_t *shared_owner; /* whose input shared_in holds during on_data */
+  /* Connections given output outside their own callbacks (by another
+   * connection's handler, a timer): written once at the end of the round. */
+  sk_conn_t *flush_head;
+  int flush_armed;         /* the end-of-round flush is deferred already */
   instance_t *next;
 };
 
@@ -83,6 +107,7 @@ struct sk_server {
 
 static void conn_update(sk_conn_t *c);
 static void instance_finish(instance_t *in);
+static void flush_unlink(sk_conn_t *c);
 
 /* ---- errors and logs ------------------------------------------------------------ */
 
@@ -130,6 +155,7 @@ static void conn_close_now(sk_conn_t *c, int reason) {
   instance_t *in = c->inst;
   sk_server_t *s = in->srv;
   c->closed = 1;
+  flush_unlink(c);
   sk_timer_stop(in->loop, &c->linger);
   sk_io_stop(in->loop, &c->io);
   close(c->fd);
@@ -210,17 +236,32 @@ static void conn_drain(sk_conn_t *c) {
   }
 }
 
-/* Gives the handler the input; afterwards the connection is flushed, and
- * closed if the handler can no longer make progress. */
-static void conn_dispatch(sk_conn_t *c) {
-  sk_server_t *s = c->inst->srv;
-  if (c->closed || c->closing)
-    return;
-  size_t before = sk_buf_len(&c->in);
-  if (before || c->rd_eof) {
+/* Gives the handler the input held in `in` (the connection's own buffer, or
+ * the instance's shared one right after a read); afterwards what the
+ * handler left is kept in the connection's own buffer, the connection is
+ * flushed, and closed if the handler can no longer make progress. */
+static void conn_dispatch(sk_conn_t *c, sk_buf_t *in) {
+  instance_t *inst = c->inst;
+  sk_server_t *s = inst->srv;
+  int shared = in != &c->in;
+  if (!c->closed && !c->closing && (sk_buf_len(in) || c->rd_eof)) {
     c->in_dispatch = 1;
-    s->o.handler->on_data(c, &c->in, c->rd_eof);
+    if (shared)
+      inst->shared_owner = c;
+    s->o.handler->on_data(c, in, c->rd_eof);
+    inst->shared_owner = NULL;
     c->in_dispatch = 0;
+  }
+  if (shared) {
+    /* The shared buffer is empty again whatever happened: the next read,
+     * for any connection, starts on a clean buffer. */
+    if (sk_buf_len(in) && !c->closed && !c->message &&
+        sk_buf_append(&c->in, sk_buf_head(in), sk_buf_len(in)) < 0) {
+      sk_buf_consume(in, sk_buf_len(in));
+      conn_close_now(c, SK_CLOSE_ERROR);
+      return;
+    }
+    sk_buf_consume(in, sk_buf_len(in));
   }
   if (c->closed)
     return;
@@ -262,24 +303,27 @@ static void on_conn(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
     /* The queue drained below half: the handler may have held input back. */
     if (before > c->out.limit / 2 && sk_buf_len(&c->out) <= c->out.limit / 2 &&
         sk_buf_len(&c->in))
-      conn_dispatch(c);
+      conn_dispatch(c, &c->in);
     if (c->closed)
       return;
   }
   if (ev & (SK_READABLE | SK_HANGUP) && !c->rd_eof && !c->closing) {
+    /* Input held from before is added to; otherwise read into the shared
+     * buffer (seqpacket always: it reads only when nothing is held). */
+    sk_buf_t *in = sk_buf_len(&c->in) ? &c->in : &c->inst->shared_in;
     ssize_t n;
     if (c->message) {
       size_t got;
-      char *p = sk_buf_reserve(&c->in, c->in.limit, &got);
+      char *p = sk_buf_reserve(in, in->limit, &got);
       n = p ? recv(c->fd, p, got, 0) : SK_ETOOBIG;
       if (n > 0)
-        sk_buf_commit(&c->in, (size_t)n);
+        sk_buf_commit(in, (size_t)n);
       else if (n == 0)
         n = SK_EOF;
       else if (n != SK_ETOOBIG)
         n = errno == EAGAIN || errno == EWOULDBLOCK ? SK_EAGAIN : sk__neg_errno();
     } else {
-      n = sk_buf_read_fd(&c->in, c->fd, READ_CHUNK);
+      n = sk_buf_read_fd(in, c->fd, READ_CHUNK);
     }
     if (n > 0) {
       c->bytes_in += (uint64_t)n;
@@ -291,20 +335,74 @@ static void on_conn(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
       return;
     }
     if (n > 0 || n == SK_EOF)
-      conn_dispatch(c);
+      conn_dispatch(c, in);
     return;
   }
   conn_update(c);
 }
 
+/* Takes c off its instance's end-of-round flush list, if it is on it. */
+static void flush_unlink(sk_conn_t *c) {
+  if (!c->flush_queued)
+    return;
+  if (c->flush_prev)
+    c->flush_prev->flush_next = c->flush_next;
+  else
+    c->inst->flush_head = c->flush_next;
+  if (c->flush_next)
+    c->flush_next->flush_prev = c->flush_prev;
+  c->flush_queued = 0;
+  c->flush_prev = c->flush_next = NULL;
+}
+
+/* End of a loop round: writes every connection that was given output
+ * outside its own callbacks, once each, and watches for writability only
+ * those whose queue did not drain. */
+static void flush_round(sk_loop_t *loop, void *data) {
+  instance_t *in = data;
+  (void)loop;
+  in->flush_armed = 0;
+  sk_conn_t *c;
+  while ((c = in->flush_head) != NULL) {
+    flush_unlink(c);
+    if (conn_flush(c) == 0)
+      conn_update(c);
+  }
+}
+
+/* Puts c on the end-of-round flush list (deferring the flush once per
+ * round); if deferring fails, falls back to waiting for writability. */
+static void flush_later(sk_conn_t *c) {
+  instance_t *in = c->inst;
+  if (c->flush_queued || c->lingering)
+    return;
+  if (!in->flush_armed) {
+    if (sk_loop_defer(in->loop, flush_round, in) < 0) {
+      sk_io_set(in->loop, &c->io, c->io.events | SK_WRITABLE);
+      return;
+    }
+    in->flush_armed = 1;
+  }
+  c->flush_queued = 1;
+  c->flush_prev = NULL;
+  c->flush_next = in->flush_head;
+  if (in->flush_head)
+    in->flush_head->flush_prev = c;
+  in->flush_head = c;
+}
+
 int sk_conn_send(sk_conn_t *c, const void *data, size_t len) {
   if (c->closed)
     return -EPIPE;
+  if (sk__buf_first_alloc(&c->out, len) < 0)
+    return -ENOMEM;
   int r = sk_buf_append(&c->out, data, len);
-  /* Inside a callback the framework writes once it returns (one write and
-   * no epoll change per reply); from elsewhere, a timer say, ask the loop. */
+  /* Inside its own callback the framework writes once the callback returns
+   * (one write and no epoll change per reply). From elsewhere (another
+   * connection's handler broadcasting, a timer) the write happens at the
+   * end of the loop round, once for everything queued in that round. */
   if (r == 0 && !c->in_dispatch)
-    sk_io_set(c->inst->loop, &c->io, c->io.events | SK_WRITABLE);
+    flush_later(c);
   return r;
 }
 
@@ -325,7 +423,10 @@ void *sk_conn_ctx(const sk_conn_t *c) { return c->inst->srv->o.ctx; }
 const sk_sockaddr_t *sk_conn_peer(const sk_conn_t *c) { return &c->peer; }
 sk_loop_t *sk_conn_loop(const sk_conn_t *c) { return c->inst->loop; }
 int sk_conn_is_message(const sk_conn_t *c) { return c->message; }
-sk_buf_t *sk_conn_input(sk_conn_t *c) { return &c->in; }
+sk_buf_t *sk_conn_input(sk_conn_t *c) {
+  return c->inst->shared_owner == c ? &c->inst->shared_in : &c->in;
+}
+size_t sk_conn_buffer_bytes(const sk_conn_t *c) { return c->in.cap + c->out.cap; }
 
 long sk_line_next(const sk_buf_t *in, size_t max, size_t *len_no_eol) {
   size_t len = sk_buf_len(in);
@@ -460,15 +561,38 @@ int sk_server_reply(const sk_datagram_t *dg, const void *data, size_t len) {
 
 /* ---- timers, stop ------------------------------------------------------------------------ */
 
+/* Once a second (or at the idle timeout's pace): closes connections idle
+ * too long, and frees the empty buffers of connections quiet for
+ * RELEASE_MS, so an idle connection holds no buffer storage. */
 static void on_sweep(sk_loop_t *loop, sk_timer_t *t) {
   instance_t *in = t->data;
-  uint64_t now = sk_loop_now(loop);
+  uint64_t now = sk_loop_now(loop), idle = in->srv->o.idle_timeout_ms;
+  size_t released = 0;
   sk_conn_t *next;
   for (sk_conn_t *c = in->conns; c; c = next) {
     next = c->next;
-    if (now - c->last_activity >= in->srv->o.idle_timeout_ms)
+    uint64_t quiet = now - c->last_activity;
+    if (idle && quiet >= idle) {
       conn_close_now(c, SK_CLOSE_IDLE);
+      continue;
+    }
+    if (quiet >= RELEASE_MS) {
+      if (c->in.cap && sk_buf_len(&c->in) == 0) {
+        released += c->in.cap;
+        sk_buf_free(&c->in);
+      }
+      if (c->out.cap && sk_buf_len(&c->out) == 0) {
+        released += c->out.cap;
+        sk_buf_free(&c->out);
+      }
+    }
   }
+#if SK_HAVE_MALLOC_TRIM
+  if (released >= RELEASE_TRIM_BYTES)
+    malloc_trim(0);
+#else
+  (void)released;
+#endif
 }
 
 static void instance_finish(instance_t *in) {
@@ -571,6 +695,7 @@ int sk_server_attach(sk_server_t *s, sk_loop_t *loop) {
   in->loop = loop;
   in->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   in->dgram_buf = malloc(SK_MSG_MAX);
+  sk_buf_init(&in->shared_in, s->o.in_limit ? s->o.in_limit : SK_SERVER_IN_LIMIT);
   if (in->wake_fd < 0 || !in->dgram_buf) {
     r = in->wake_fd < 0 ? sk__neg_errno() : -ENOMEM;
     goto fail;
@@ -607,10 +732,9 @@ int sk_server_attach(sk_server_t *s, sk_loop_t *loop) {
     goto fail;
   sk_timer_init(&in->sweep, on_sweep, in);
   sk_timer_init(&in->grace, on_grace, in);
-  if (s->o.idle_timeout_ms) {
-    uint64_t every = s->o.idle_timeout_ms < 1000 ? s->o.idle_timeout_ms : 1000;
-    sk_timer_start(loop, &in->sweep, every, every);
-  }
+  uint64_t every = s->o.idle_timeout_ms && s->o.idle_timeout_ms < SWEEP_MS ? s->o.idle_timeout_ms
+                                                                          : SWEEP_MS;
+  sk_timer_start(loop, &in->sweep, every, every);
   in->next = s->instances;
   s->instances = in;
   atomic_fetch_add(&s->live, 1);
@@ -628,6 +752,7 @@ fail:
     close(in->wake_fd);
   }
   free(in->dgram_buf);
+  sk_buf_free(&in->shared_in);
   free(in);
   return r;
 }
@@ -702,6 +827,7 @@ void sk_server_free(sk_server_t *s) {
         close(in->ls[i].fd);
     close(in->wake_fd);
     free(in->dgram_buf);
+    sk_buf_free(&in->shared_in);
     free(in);
   }
   for (int i = 0; i < s->nls; i++)

@@ -5,7 +5,11 @@
 #include "services/services.h"
 
 const svc_t *const svc_all[] = {&svc_echo, &svc_discard, &svc_daytime, &svc_time, &svc_upper,
-                                NULL};
+                                &svc_chat, &svc_wc, NULL};
+
+int svc_single_loop(const svc_t *svc) { return svc == &svc_chat; }
+
+uint64_t svc_idle_default_ms(const svc_t *svc) { return svc == &svc_wc ? SVC_WC_IDLE_MS : 0; }
 
 const svc_t *svc_find(const char *name) {
   for (int i = 0; svc_all[i]; i++)

@@ -21,11 +21,19 @@ typedef struct {
   const char *hub_endpoints[3]; /* where `sockit serve` alone puts it */
 } svc_t;
 
-extern const svc_t svc_echo, svc_discard, svc_daytime, svc_time, svc_upper;
+extern const svc_t svc_echo, svc_discard, svc_daytime, svc_time, svc_upper, svc_chat;
+extern const svc_t svc_wc;
 
 /* Every service, in hub order; NULL-terminated. */
 extern const svc_t *const svc_all[];
 const svc_t *svc_find(const char *name);
+/* 1 for a service whose connections share state (the chat): it is served
+ * by one loop only, whatever --workers says. */
+int svc_single_loop(const svc_t *svc);
+/* The idle timeout a service gets when `serve` is given none (0: none):
+ * wc drops a client that stopped sending in the middle of a file. */
+#define SVC_WC_IDLE_MS 60000
+uint64_t svc_idle_default_ms(const svc_t *svc);
 
 /* Formats the seed-001 time stamp "Thu Sep 15 22:29:12 2016" (ctime without
  * its newline) for the local time zone into buf (>= 32 bytes). */

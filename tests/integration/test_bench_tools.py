@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -453,6 +454,84 @@ def test_fanout_stalled_server_ends_the_run(servers):
                          "--count", 10, limit=8)
     assert rc == 1 and res["deliveries"] == 0
     assert "timed out before every receiver saw a SYNC line" in res["error"]
+
+
+# ---------------------------------------------------------------------------
+# hold
+# ---------------------------------------------------------------------------
+
+def greeter(server, conn, index):
+    """Greets, then records what the client says until it closes."""
+    conn.sendall(b"welcome\n")
+    got = b""
+    while True:
+        data = conn.recv(4096)
+        if not data:
+            break
+        got += data
+    with server.lock:
+        server.heard = getattr(server, "heard", []) + [got]
+
+
+def test_hold_keeps_clients_until_stdin_ends(servers):
+    srv = servers(greeter)
+    p = subprocess.Popen([LOADGEN, "hold", "--connect", f"127.0.0.1:{srv.port}", "--conns", "5",
+                          "--hello", "hi %d", "--timeout", "20"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert select.select([p.stdout], [], [], 15)[0], "no JSON line in time"
+        res = json.loads(p.stdout.readline())
+        assert (res["conns"], res["held"], res["errors"]) == (5, 5, 0), res
+        assert p.poll() is None  # still holding
+        p.stdin.close()
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    deadline = time.monotonic() + 10
+    while len(getattr(srv, "heard", [])) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(srv.heard) == [b"hi %d\n" % i for i in range(5)]
+
+
+def test_hold_reports_a_client_the_server_drops(servers):
+    def drop_one(server, conn, index):
+        conn.sendall(b"welcome\n")
+        if index == 1:
+            time.sleep(0.2)
+            return  # closed by the server while held
+        while conn.recv(4096):
+            pass
+
+    srv = servers(drop_one)
+    # stdin stays open: the hold ends with --duration
+    p = subprocess.Popen([LOADGEN, "hold", "--connect", f"127.0.0.1:{srv.port}", "--conns", "3",
+                          "--duration", "1", "--timeout", "20"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.wait(timeout=15)
+        out, err = p.stdout.read(), p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for f in (p.stdin, p.stdout, p.stderr):
+            f.close()
+    res = json.loads(out.decode().splitlines()[0])
+    assert (res["held"], res["errors"]) == (3, 0)  # all were in when it printed
+    assert p.returncode == 1 and b"the server closed the connection" in err
+
+
+def test_hold_without_a_greeting_times_out(servers):
+    def mute(server, conn, index):
+        while conn.recv(4096):
+            pass
+
+    srv = servers(mute)
+    rc, res, _ = loadgen("hold", "--connect", f"127.0.0.1:{srv.port}", "--conns", 3, limit=6)
+    assert rc == 1 and res["held"] == 0
+    assert res["error"] == "timed out with 0 of 3 clients in"
 
 
 # ---------------------------------------------------------------------------

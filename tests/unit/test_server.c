@@ -337,6 +337,157 @@ static void test_never_reading_client_is_bounded(void **state) {
   sk_server_free(s);
 }
 
+/* ---- buffers released, output to other connections --------------------------------------- */
+
+/* Each on_data call records what the connection held at its start, then
+ * echoes every complete line and leaves a partial one. */
+#define MEM_CALLS 8
+static size_t held_at_entry[MEM_CALLS];
+static int input_is_in[MEM_CALLS];
+static int mem_calls;
+
+static void line_echo_recording(sk_conn_t *c, sk_buf_t *in, int eof) {
+  (void)eof;
+  if (mem_calls < MEM_CALLS) {
+    held_at_entry[mem_calls] = sk_conn_buffer_bytes(c);
+    input_is_in[mem_calls] = sk_conn_input(c) == in;
+    mem_calls++;
+  }
+  size_t n;
+  long used;
+  while ((used = sk_line_next(in, 4096, &n)) > 0) {
+    sk_conn_send(c, sk_buf_head(in), (size_t)used);
+    sk_buf_consume(in, (size_t)used);
+  }
+}
+
+/* Sends text, and reads back exactly `reply` (if given). */
+static void exchange(int fd, const char *text, const char *reply) {
+  assert_int_equal(send(fd, text, strlen(text), MSG_NOSIGNAL), (ssize_t)strlen(text));
+  if (!reply)
+    return;
+  char buf[64] = {0};
+  size_t want = strlen(reply);
+  assert_int_equal(recv(fd, buf, want, MSG_WAITALL), (ssize_t)want);
+  assert_memory_equal(buf, reply, want);
+}
+
+typedef struct {
+  sk_server_t *s;
+  const sk_listener_t *l;
+} mem_job_t;
+
+static void *mem_client(void *arg) {
+  mem_job_t *j = arg;
+  int fd = client_for(j->l);
+  exchange(fd, "one\n", "one\n");
+  exchange(fd, "two\n", "two\n");
+  exchange(fd, "par", NULL);
+  sleep_ms(100); /* let "par" arrive on its own: the handler must keep it */
+  exchange(fd, "tial\n", "partial\n");
+  sleep_ms(2200); /* quiet for longer than the release delay plus a sweep */
+  exchange(fd, "three\n", "three\n");
+  close(fd);
+  sk_server_stop(j->s);
+  return NULL;
+}
+
+/* Input the handler takes whole is never stored in the connection (it is
+ * read into the loop's shared buffer); input it leaves is kept in the
+ * connection's own buffer and handed back with what follows; sk_conn_input
+ * is the buffer on_data gets. A busy connection keeps its reply queue's
+ * storage; one quiet for a while holds no buffer storage at all. */
+static void test_idle_connection_holds_no_buffers(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = line_echo_recording};
+  sk_server_opts_t o = {.handler = &h};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  sk_server_t *s;
+  assert_int_equal(sk_server_new(&s, &o), 0);
+  assert_int_equal(sk_server_listen(s, &ep, NULL, err, sizeof err), 0);
+  mem_job_t job = {s, sk_server_listener(s, 0)};
+  mem_calls = 0;
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, mem_client, &job);
+  assert_int_equal(sk_server_run(s, 1), 0);
+  pthread_join(t, NULL);
+  alarm(0);
+  /* calls: one, two, par, partial, three, and the EOF */
+  assert_true(mem_calls >= 5);
+  assert_int_equal(held_at_entry[0], 0); /* nothing stored yet */
+  /* "one"'s reply queue is kept while the connection is busy, and it is
+   * a short allocation for a short reply */
+  assert_true(held_at_entry[1] > 0 && held_at_entry[1] < SK_BUF_MIN_ALLOC);
+  assert_true(held_at_entry[3] > SK_BUF_MIN_ALLOC); /* and "par", kept for "tial" */
+  assert_int_equal(held_at_entry[4], 0); /* idle: all released */
+  for (int i = 0; i < 5; i++)
+    assert_true(input_is_in[i]);
+  sk_server_free(s);
+}
+
+/* Fan-out: one connection's handler queues output on another connection;
+ * it is written at the end of the round. */
+static sk_conn_t *listener_conn;
+
+static void relay_to_first(sk_conn_t *c, sk_buf_t *in, int eof) {
+  (void)eof;
+  if (!listener_conn) {
+    listener_conn = c; /* the first connection only listens */
+    sk_buf_consume(in, sk_buf_len(in));
+    return;
+  }
+  if (c == listener_conn) {
+    sk_buf_consume(in, sk_buf_len(in));
+    return;
+  }
+  assert_int_equal(sk_conn_send(listener_conn, sk_buf_head(in), sk_buf_len(in)), 0);
+  sk_buf_consume(in, sk_buf_len(in));
+}
+
+static void relay_closed(sk_conn_t *c, int reason) {
+  (void)reason;
+  if (c == listener_conn)
+    listener_conn = NULL;
+}
+
+static void *fanout_client(void *arg) {
+  mem_job_t *j = arg;
+  int first = client_for(j->l);
+  exchange(first, "x", NULL);
+  sleep_ms(100); /* the first connection must be the first the handler sees */
+  int second = client_for(j->l);
+  exchange(second, "to the other one", NULL);
+  char buf[32] = {0};
+  assert_int_equal(recv(first, buf, 16, MSG_WAITALL), 16);
+  assert_memory_equal(buf, "to the other one", 16);
+  close(second);
+  close(first);
+  sk_server_stop(j->s);
+  return NULL;
+}
+
+static void test_send_to_another_connection(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = relay_to_first, .on_close = relay_closed};
+  sk_server_opts_t o = {.handler = &h};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  sk_server_t *s;
+  assert_int_equal(sk_server_new(&s, &o), 0);
+  assert_int_equal(sk_server_listen(s, &ep, NULL, err, sizeof err), 0);
+  mem_job_t job = {s, sk_server_listener(s, 0)};
+  listener_conn = NULL;
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, fanout_client, &job);
+  assert_int_equal(sk_server_run(s, 1), 0);
+  pthread_join(t, NULL);
+  alarm(0);
+  sk_server_free(s);
+}
+
 /* ---- sk_line_next ----------------------------------------------------------------------- */
 
 static void test_line_next(void **state) {
@@ -375,6 +526,8 @@ int main(void) {
       cmocka_unit_test(test_tserver_stop_from_handler),
       cmocka_unit_test(test_tserver_thread_limit_and_cancel),
       cmocka_unit_test(test_never_reading_client_is_bounded),
+      cmocka_unit_test(test_idle_connection_holds_no_buffers),
+      cmocka_unit_test(test_send_to_another_connection),
       cmocka_unit_test(test_line_next),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
