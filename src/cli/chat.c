@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "cli/chat_client.h"
 #include "cli/cli.h"
 #include "services/chat.h"
 #include "services/chatbot.h"
@@ -22,12 +23,18 @@
 
 static const char usage[] =
     "Usage: sockit chat serve ENDPOINT... [OPTIONS]\n"
-    "       sockit chat ENDPOINT                 (the terminal client: not built yet)\n"
+    "       sockit chat ENDPOINT [--nick NAME]   the terminal client\n"
     "\n"
     "A chat server for nc, telnet and any line client: nicknames, rooms, history,\n"
     "private messages and a bot, on every ENDPOINT at once (tcp, unix). The\n"
     "protocol, commands and limits are in docs/chat.md; '/help' in the chat\n"
     "lists the commands.\n"
+    "\n"
+    "The client: on a terminal, a line editor (arrows, Home/End, ctrl-A/E/U/K/W,\n"
+    "up/down history, ctrl-D on an empty line quits) with incoming lines shown\n"
+    "above the line being typed, nicks in colour (not with NO_COLOR); piped, one\n"
+    "line per event, and /quit at end of input. It reconnects when the server\n"
+    "goes away, with the same nick and rooms.\n"
     "\n"
     "Standard input is the operator's console: a line goes to everyone as from\n"
     "@server; /say #room TEXT, /kick NICK [why], /who [#room], /rooms, /reload,\n"
@@ -57,7 +64,8 @@ static const char usage[] =
     "Examples:\n"
     "  sockit chat serve tcp://:6667\n"
     "  sockit chat serve tcp://127.0.0.1:6667 unix:/tmp/chat.sock --rules bot.rules\n"
-    "  nc 127.0.0.1 6667\n";
+    "  nc 127.0.0.1 6667\n"
+    "  sockit chat tcp://127.0.0.1:6667 --nick alice\n";
 
 typedef struct {
   chat_t *chat;
@@ -417,17 +425,13 @@ out:
   return code;
 }
 
-/* `sockit chat ...`: serve, or the pending terminal client. */
+/* `sockit chat ...`: serve, or the terminal client. */
 static int run(int argc, char **argv) {
   if (argc < 2)
-    return cli_usage_error("chat", "expected 'serve ENDPOINT...'");
+    return cli_usage_error("chat", "expected 'serve ENDPOINT...' or a server's ENDPOINT");
   if (strcmp(argv[1], "serve") == 0)
     return serve(argc - 1, argv + 1);
-  if (argv[1][0] == '-')
-    return cli_usage_error("chat", "unknown option '%s' (options come after 'serve')", argv[1]);
-  return cli_usage_error("chat", "the terminal client ('sockit chat ENDPOINT') is not built yet; "
-                                 "talk to a chat server with nc, telnet or 'sockit connect %s'",
-                         argv[1]);
+  return cli_chat_client(argc, argv);
 }
 
 const cli_command_t cli_chat = {

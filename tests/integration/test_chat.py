@@ -666,7 +666,8 @@ def test_sigterm_says_bye_to_everyone(run, clients):
 
 @pytest.mark.parametrize("args,msg", [
     (["chat"], "expected 'serve ENDPOINT...'"),
-    (["chat", "tcp://127.0.0.1:6667"], "the terminal client ('sockit chat ENDPOINT') is not built yet"),
+    (["chat", "udp://127.0.0.1:6667"], "the chat client needs a tcp:// or unix: endpoint"),
+    (["chat", "tcp://127.0.0.1:6667", "--nick", "9bad"], "bad --nick '9bad'"),
     (["chat", "serve"], "chat serve needs at least one ENDPOINT"),
     (["chat", "serve", "udp://127.0.0.1:0"], "a chat needs a stream endpoint"),
     (["chat", "serve", "tcp://127.0.0.1:0", "--history", "1001"], "bad --history"),
