@@ -1055,6 +1055,142 @@ WORKLOADS += [
 ]
 
 # ---------------------------------------------------------------------------
+# File transfer: `sockit send` / `sockit receive` versus nc, socat, tar | nc
+# ---------------------------------------------------------------------------
+
+XFER_BYTES = {False: 1 << 30, True: 128 * MIB}   # the big file, by ctx.quick
+XFER_SMALL = {False: 10000, True: 2000}            # the small files, by ctx.quick
+XFER_LABELS: Dict[str, str] = {}                   # workload name -> its heading's size
+_xfer_inputs: Dict[tuple, tuple] = {}              # (ctx.tmp, kind) -> (path, bytes, files)
+
+
+def xfer_input(ctx, kind):
+    """Makes (once per run, in ctx.tmp on /dev/shm) the big file or the
+    tree of small files (sizes 0..8 KiB, 100 directories); returns
+    (path, total bytes, number of files)."""
+    key = (ctx.tmp, kind)
+    if key not in _xfer_inputs:
+        if kind == "big":
+            path = os.path.join(ctx.tmp, "xfer-big.bin")
+            size = XFER_BYTES[ctx.quick]
+            block = bytearray(os.urandom(MIB))
+            with open(path, "wb") as f:
+                for i in range(size // MIB):
+                    block[:8] = i.to_bytes(8, "big")
+                    f.write(block)
+            _xfer_inputs[key] = (path, size, 1)
+        else:
+            path = os.path.join(ctx.tmp, "xfer-small")
+            n, total = XFER_SMALL[ctx.quick], 0
+            rnd = os.urandom(8192)
+            for i in range(n):
+                d = os.path.join(path, f"d{i % 100:03d}")
+                os.makedirs(d, exist_ok=True)
+                size = (i * 7919) % 8193
+                with open(os.path.join(d, f"f{i:05d}.dat"), "wb") as f:
+                    f.write(i.to_bytes(4, "big") + rnd[:max(size - 4, 0)] if size >= 4 else b"x" * size)
+                total += size
+            _xfer_inputs[key] = (path, total, n)
+    return _xfer_inputs[key]
+
+
+def xfer_check(src, out, total, files):
+    """The output must hold exactly the input's files and bytes; for a
+    single file, sampled blocks must match too (sockit checks SHA-256
+    itself; nc and socat check nothing, so the driver looks)."""
+    if os.path.isfile(src):
+        got = os.path.join(out, os.path.basename(src))
+        if not os.path.isfile(got) or os.path.getsize(got) != total:
+            raise BenchError(f"{got}: {os.path.getsize(got) if os.path.exists(got) else 'no'} "
+                             f"bytes, expected {total}")
+        with open(src, "rb") as a, open(got, "rb") as b:
+            for off in (0, total // 3, total // 2, max(total - MIB, 0)):
+                a.seek(off)
+                b.seek(off)
+                if a.read(65536) != b.read(65536):
+                    raise BenchError(f"{got}: bytes differ near offset {off}")
+        return
+    n, size = 0, 0
+    for d, _, names in os.walk(out):
+        for name in names:
+            n += 1
+            size += os.path.getsize(os.path.join(d, name))
+    if (n, size) != (files, total):
+        raise BenchError(f"received {n} files, {size} bytes; expected {files}, {total}")
+
+
+def xfer_runner(kind, receive, send):
+    """A runner for one side: `receive` listens (templates: {sockit},
+    {port}, {out}), then `send` ({src}, {srcdir}, {name}) is started; the
+    figure is MiB (of file content) per second from the sender's start to
+    the moment both have exited, which the receiver does once it has
+    everything. Commands run through sh -c for their pipes and redirects."""
+    def runner(ctx, side):
+        src, total, files = xfer_input(ctx, kind)
+        out = os.path.join(ctx.tmp, f"xfer-out.{time.monotonic_ns()}")
+        os.mkdir(out)
+        deadline = time.monotonic() + ctx.run_timeout
+        fill = dict(sockit=shlex.quote(ctx.sockit), out=shlex.quote(out), src=shlex.quote(src),
+                    srcdir=shlex.quote(os.path.dirname(src)),
+                    name=shlex.quote(os.path.basename(src)))
+        try:
+            with Children(ctx) as kids:
+                if "{port}" in receive:
+                    port = free_port()
+                    rx = kids.start(["sh", "-c", receive.format(port=port, **fill)], side.name + "-rx")
+                    wait_listening(rx, port, deadline)
+                else:
+                    rx = kids.start(["sh", "-c", receive.format(**fill)], side.name + "-rx")
+                    port = wait_port_announced(rx, SOCKIT_PORT, rx.err_path, deadline)
+                start = time.monotonic_ns()
+                tx = kids.start(["sh", "-c", send.format(port=port, **fill)], side.name + "-tx")
+                while (rx.exit_ns is None or tx.exit_ns is None) and time.monotonic() < deadline:
+                    wait_any([rx, tx], deadline)   # each exit seen the moment it happens
+                check_exit(tx, deadline, "sender")
+                check_exit(rx, deadline, "receiver")
+                ns = max(rx.exit_ns, tx.exit_ns) - start
+            xfer_check(src, out, total, files)
+            return Result(total / MIB / (ns / 1e9))
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    return runner
+
+
+XFER_RECV = "exec {sockit} receive --yes --dir {out} tcp://127.0.0.1:0"
+XFER_SEND = "exec {sockit} send tcp://127.0.0.1:{port} {src}"
+XFER_LABELS.update({"xfer-1gib": f"{XFER_BYTES[False] >> 20} MiB file, quick {XFER_BYTES[True] >> 20} MiB",
+                    "xfer-small-files": f"{XFER_SMALL[False]} files, quick {XFER_SMALL[True]}"})
+
+WORKLOADS += [
+    Workload(
+        "xfer-1gib", "one big file, /dev/shm to /dev/shm over loopback", "MiB/s", None,
+        [Side("sockit", "sockit receive --yes --dir OUT / sockit send FILE",
+              under_test=True, runner=xfer_runner("big", XFER_RECV, XFER_SEND)),
+         Side("nc (OpenBSD)", "nc -l > OUT/FILE / nc -N < FILE",
+              runner=xfer_runner("big", "exec nc -l 127.0.0.1 {port} > {out}/{name}",
+                                 "exec nc -N 127.0.0.1 {port} < {src}")),
+         Side("socat", "socat -u TCP-LISTEN CREATE:OUT/FILE / socat -u OPEN:FILE TCP",
+              runner=xfer_runner("big", "exec socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr "
+                                        "CREATE:{out}/{name}",
+                                 "exec socat -u OPEN:{src} TCP:127.0.0.1:{port}"))],
+        quick=False,
+        notes="sockit checks SHA-256 end to end, fsyncs and renames into place; nc and socat "
+              "check nothing (the driver compares sizes and sampled blocks). Target: sockit "
+              "at least 0.9x nc."),
+    Workload(
+        "xfer-small-files", "a tree of small files (0-8 KiB, 100 directories), /dev/shm to "
+        "/dev/shm", "MiB/s", None,
+        [Side("sockit", "sockit receive --yes --dir OUT / sockit send DIR",
+              under_test=True, runner=xfer_runner("small", XFER_RECV, XFER_SEND)),
+         Side("tar + nc (OpenBSD)", "nc -l, tar -x / tar -c DIR, nc -N",
+              runner=xfer_runner("small", "nc -l 127.0.0.1 {port} | tar -C {out} -xf -",
+                                 "tar -C {srcdir} -cf - {name} | nc -N 127.0.0.1 {port}"))],
+        quick=False,
+        notes="sockit sends a manifest first, checks SHA-256 per file and fsyncs in batches "
+              "(one syncfs per 64 files; free on tmpfs); tar | nc checks nothing."),
+]
+
+# ---------------------------------------------------------------------------
 # Running rounds
 # ---------------------------------------------------------------------------
 
@@ -1182,6 +1318,7 @@ def table(workload, rows, counted, ctx):
     if workload.name.startswith("wc-"):
         size = f"{WC_FILE_BYTES[ctx.quick] // MIB} MiB file"
     size = CHAT_LABELS.get(workload.name, size)
+    size = XFER_LABELS.get(workload.name, size)
     out = [f"## {workload.name}: {workload.title} ({size})", ""]
     if workload.notes:
         out += [workload.notes, ""]

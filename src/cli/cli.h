@@ -25,6 +25,8 @@ extern const cli_command_t cli_connect, cli_listen, cli_serve, cli_relay,
     cli_ping, cli_chat;
 extern const cli_command_t cli_wc;
 
+/* File transfer (src/cli/send.c, src/cli/receive.c; docs/xfer.md). */
+extern const cli_command_t cli_send, cli_receive;
 
 /* "sockit: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -4,7 +4,7 @@
 
 #include "cli/cli.h"
 
-static const cli_command_t *const commands[] = {&cli_connect, &cli_listen, &cli_serve, &cli_relay, &cli_ping, &cli_chat, &cli_wc};
+static const cli_command_t *const commands[] = {&cli_connect, &cli_listen, &cli_serve, &cli_relay, &cli_ping, &cli_chat, &cli_wc, &cli_send, &cli_receive};
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 static void print_overview(FILE *out) {

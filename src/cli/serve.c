@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "services/services.h"
 #include "sockit/relay.h"
+#include "cli/serve_xfer.h"
 
 static const char usage[] =
     "Usage: sockit serve [OPTIONS] [SERVICE ENDPOINT... [SERVICE ENDPOINT...]]\n"
@@ -29,6 +30,8 @@ static const char usage[] =
     "  --config FILE         read 'SERVICE ENDPOINT... [--max-conns=N] [--idle-timeout=S]'\n"
     "                        lines from FILE ('#' starts a comment), and relays:\n"
     "                        'relay LISTEN TARGET... [--idle-timeout=S] [--max-conns=N]'\n"
+    "                        and file drop boxes: 'xfer LISTEN [--dir=DIR] [--max-files=N]\n"
+    "                        [--max-total=SIZE] [--idle-timeout=S]' (docs/xfer.md)\n"
     "  --workers N           N threads, each serving every endpoint (default 1;\n"
     "                        0 = one per core); tcp/udp use SO_REUSEPORT\n"
     "  --max-conns N         at most N connections per service and worker\n"
@@ -219,6 +222,10 @@ static int read_config(serve_t *sv, const char *path, int workers) {
       words[nw++] = tok;
     if (nw == 0)
       continue;
+    if (strcmp(words[0], "xfer") == 0) { /* the file drop box: cli/serve_xfer.c */
+      code = serve_xfer_config(words + 1, nw - 1, path, lineno, sv->verbose);
+      continue;
+    }
     if (strcmp(words[0], "relay") == 0) {
       code = add_relay(sv, words + 1, nw - 1, path, lineno, workers);
       continue;
@@ -274,6 +281,7 @@ static void print_table(const serve_t *sv) {
     char text[SK_ENDPOINT_STRLEN];
     printf("%-9s %s\n", "relay", sk_endpoint_format(&ep, text, sizeof text));
   }
+  serve_xfer_table();
   fflush(stdout);
 }
 
@@ -284,6 +292,7 @@ static void on_stop_signal(sk_loop_t *loop, int signo, void *data) {
     sk_server_stop(sv->hosted[i].srv);
   for (int i = 0; i < sv->nrelays; i++)
     sk_relay_stop(sv->relays[i]);
+  serve_xfer_stop();
   /* Let the loop end once the services have; a second signal kills. */
   sk_loop_signal(loop, SIGINT, NULL, NULL);
   sk_loop_signal(loop, SIGTERM, NULL, NULL);
@@ -356,6 +365,8 @@ static int run(int argc, char **argv) {
       for (int j = 0; svc_all[i]->hub_endpoints[j] && code == EXIT_OK; j++)
         code = add_endpoint(&sv, host(&sv, svc_all[i]), svc_all[i]->hub_endpoints[j],
                             (int)workers);
+    if (code == EXIT_OK)
+      code = serve_xfer_hub(sv.verbose); /* the file drop box, on its own thread */
   } else {
     hosted_t *h = NULL;
     code = EXIT_OK;
@@ -396,6 +407,8 @@ static int run(int argc, char **argv) {
         r = sk_server_attach(sv.hosted[j].srv, w[i].loop);
     for (int j = 0; r == 0 && j < sv.nrelays; j++)
       r = sk_relay_attach(sv.relays[j], w[i].loop);
+    if (r == 0 && i == 0)
+      r = serve_xfer_attach(w[i].loop); /* drop boxes: their own threads, loop 0 waits for them */
     if (r < 0) {
       cli_error("serve: %s", sk_strerror(r));
       goto out;
@@ -427,6 +440,7 @@ out:
     sk_server_free(sv.hosted[i].srv);
   for (int i = 0; i < sv.nrelays; i++)
     sk_relay_free(sv.relays[i]);
+  serve_xfer_free();
   return code;
 }
 

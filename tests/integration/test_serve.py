@@ -405,7 +405,7 @@ def test_workers_share_the_load(run):
 
 HUB = [("echo", "tcp", 7007), ("echo", "udp", 7007), ("discard", "tcp", 9009),
        ("daytime", "tcp", 13013), ("time", "tcp", 8009), ("upper", "tcp", 55000),
-       ("wc", "tcp", 9393)]
+       ("wc", "tcp", 9393), ("xfer", "tcp", 9003)]
 
 
 def test_hub_defaults(run):

@@ -1,0 +1,607 @@
+/* xfer_io.c - waiting on the connection, framed buffers and the hashing
+ * thread shared by the file-transfer sender and receiver. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "services/xfer_int.h"
+
+uint64_t xfer_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int xfer_fail(int code, char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+const char *xfer_strerror(int code) {
+  switch (code) {
+  case SK_EOF: return "connection closed";
+  case SK_ETIMEDOUT: return "timed out (no progress)";
+  case -ECANCELED: return "interrupted";
+  default: return sk_strerror(code);
+  }
+}
+
+char *xfer_human(uint64_t bytes, char *buf, size_t len) {
+  static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes < 1024) {
+    snprintf(buf, len, "%llu byte%s", (unsigned long long)bytes, bytes == 1 ? "" : "s");
+    return buf;
+  }
+  double v = (double)bytes / 1024.0;
+  int u = 0;
+  while (v >= 1024.0 && u < 4) {
+    v /= 1024.0;
+    u++;
+  }
+  snprintf(buf, len, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
+  return buf;
+}
+
+uint64_t xconn_idle(const xfer_conn_t *c) { return c->idle_ms ? c->idle_ms : XFER_IDLE_MS_DEFAULT; }
+
+/* ---- the socket ------------------------------------------------------------------------ */
+
+int xconn_poll(xfer_conn_t *c, short events, uint64_t wait_ms) {
+  uint64_t deadline = xfer_now_ms() + wait_ms;
+  for (;;) {
+    struct pollfd p[2] = {{.fd = c->fd, .events = events},
+                          {.fd = c->cancel_fd, .events = POLLIN}};
+    uint64_t now = xfer_now_ms();
+    int timeout = now >= deadline ? 0 : (int)(deadline - now > 3600000 ? 3600000 : deadline - now);
+    int n = poll(p, c->cancel_fd >= 0 ? 2 : 1, timeout);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    if (c->cancel_fd >= 0 && p[1].revents)
+      return -ECANCELED;
+    if (n > 0 && p[0].revents)
+      return p[0].revents;
+    if (xfer_now_ms() >= deadline)
+      return 0;
+  }
+}
+
+ssize_t xconn_read(xfer_conn_t *c, void *buf, size_t len, uint64_t wait_ms) {
+  if (c->stream)
+    return sk_stream_read(c->stream, buf, len);
+  for (;;) {
+    ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+    if (n > 0)
+      return n;
+    if (n == 0)
+      return SK_EOF;
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return -errno;
+    int r = xconn_poll(c, POLLIN, wait_ms);
+    if (r < 0)
+      return r;
+    if (r == 0)
+      return SK_ETIMEDOUT;
+  }
+}
+
+int xconn_write(xfer_conn_t *c, xin_t *rd, const void *data, size_t len) {
+  if (c->stream)
+    return sk_stream_write(c->stream, data, len);
+  const char *p = data;
+  while (len) {
+    ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      p += n;
+      len -= (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+      return -errno;
+    short ev = POLLOUT;
+    if (rd && rd->len < rd->cap)
+      ev |= POLLIN;
+    int r = xconn_poll(c, ev, xconn_idle(c));
+    if (r < 0)
+      return r;
+    if (r == 0)
+      return SK_ETIMEDOUT;
+    if ((r & (POLLIN | POLLHUP | POLLERR)) && rd) {
+      ssize_t got = xin_read_ready(rd, c);
+      if (got < 0 && got != SK_EOF)
+        return (int)got;
+    }
+  }
+  return 0;
+}
+
+void xconn_drain(xfer_conn_t *c, uint64_t ms) {
+  char scrap[65536];
+  uint64_t deadline = xfer_now_ms() + ms;
+  shutdown(c->fd, SHUT_WR);
+  for (;;) {
+    uint64_t now = xfer_now_ms();
+    if (now >= deadline)
+      return;
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int n = poll(&p, 1, (int)(deadline - now));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return;
+    ssize_t got = recv(c->fd, scrap, sizeof scrap, MSG_DONTWAIT);
+    if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
+      return;
+  }
+}
+
+void xconn_send_error(xfer_conn_t *c, xout_t *out, int code, const char *text) {
+  sk_xfer_msg_t m = {.type = SK_XFER_ERROR};
+  size_t n = strlen(text);
+  m.u.error.code = (uint16_t)code;
+  m.u.error.text = text;
+  m.u.error.text_len = n == 0 ? 1 : n > SK_XFER_TEXT_MAX ? SK_XFER_TEXT_MAX : n;
+  if (n == 0)
+    m.u.error.text = "?";
+  char err[SK_ERRLEN];
+  if (xout_msg(out, c, NULL, &m, err, sizeof err) == 0)
+    xout_flush(out, c, NULL, err, sizeof err);
+}
+
+/* ---- framed input ----------------------------------------------------------------------- */
+
+int xin_init(xin_t *in) {
+  memset(in, 0, sizeof *in);
+  in->buf = malloc(XFER_IO_BUF);
+  if (!in->buf)
+    return -ENOMEM;
+  in->cap = XFER_IO_BUF;
+  return 0;
+}
+
+void xin_free(xin_t *in) {
+  free(in->buf);
+  memset(in, 0, sizeof *in);
+}
+
+size_t xin_avail(const xin_t *in) { return in->len - in->off - in->pending; }
+
+void xin_consume(xin_t *in, size_t n) {
+  in->off += in->pending + n;
+  in->pending = 0;
+  if (in->off == in->len)
+    in->off = in->len = 0;
+}
+
+/* Moves the unconsumed bytes to the front, making room at the end. The
+ * last returned frame must have been consumed (its pointers move). */
+static void xin_compact(xin_t *in) {
+  if (in->off == 0)
+    return;
+  memmove(in->buf, in->buf + in->off, in->len - in->off);
+  in->len -= in->off;
+  in->off = 0;
+}
+
+ssize_t xin_read_ready(xin_t *in, xfer_conn_t *c) {
+  if (in->len == in->cap && in->pending == 0)
+    xin_compact(in);
+  if (in->len == in->cap)
+    return 0;
+  for (;;) {
+    ssize_t n = recv(c->fd, in->buf + in->len, in->cap - in->len, MSG_DONTWAIT);
+    if (n > 0) {
+      in->len += (size_t)n;
+      return n;
+    }
+    if (n == 0)
+      return SK_EOF;
+    if (errno == EINTR)
+      continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+  }
+}
+
+int xin_next(xin_t *in, xfer_conn_t *c, sk_xfer_msg_t *m, uint64_t wait_ms, char *err,
+             size_t errlen) {
+  xin_consume(in, 0);
+  for (;;) {
+    char why[160];
+    long r = sk_xfer_parse(in->buf + in->off, in->len - in->off, m, why, sizeof why);
+    if (r > 0) {
+      in->pending = (size_t)r;
+      return 1;
+    }
+    if (r == SK_EBADINPUT)
+      return xfer_fail(SK_EBADINPUT, err, errlen, "bad message from %s: %s", c->peer, why);
+    if (wait_ms == 0)
+      return 0;
+    xin_compact(in);
+    ssize_t n = xconn_read(c, in->buf + in->len, in->cap - in->len, wait_ms);
+    if (n == SK_EOF)
+      return xfer_fail(SK_EOF, err, errlen, "connection closed by %s%s", c->peer,
+                       in->len ? " in the middle of a message" : "");
+    if (n < 0)
+      return xfer_fail((int)n, err, errlen, "%s: %s", c->peer, xfer_strerror((int)n));
+    in->len += (size_t)n;
+  }
+}
+
+int xin_fill(xin_t *in, xfer_conn_t *c, size_t need) {
+  while (xin_avail(in) < need) {
+    xin_compact(in);
+    ssize_t n = xconn_read(c, in->buf + in->len, in->cap - in->len, xconn_idle(c));
+    if (n < 0)
+      return (int)n;
+    in->len += (size_t)n;
+  }
+  return 0;
+}
+
+/* ---- framed output ------------------------------------------------------------------- */
+
+int xout_init(xout_t *out) {
+  memset(out, 0, sizeof *out);
+  out->buf = malloc(XFER_IO_BUF);
+  if (!out->buf)
+    return -ENOMEM;
+  out->cap = XFER_IO_BUF;
+  return 0;
+}
+
+void xout_free(xout_t *out) {
+  free(out->buf);
+  memset(out, 0, sizeof *out);
+}
+
+int xout_flush(xout_t *out, xfer_conn_t *c, xin_t *rd, char *err, size_t errlen) {
+  if (out->len == 0)
+    return 0;
+  int r = xconn_write(c, rd, out->buf, out->len);
+  out->len = 0;
+  if (r < 0)
+    return xfer_fail(r, err, errlen, "send to %s: %s", c->peer, xfer_strerror(r));
+  return 0;
+}
+
+int xout_msg(xout_t *out, xfer_conn_t *c, xin_t *rd, const sk_xfer_msg_t *m, char *err,
+             size_t errlen) {
+  if (out->cap - out->len < SK_XFER_FRAME_MAX) {
+    int r = xout_flush(out, c, rd, err, errlen);
+    if (r < 0)
+      return r;
+  }
+  long n = sk_xfer_encode(m, out->buf + out->len, out->cap - out->len);
+  if (n < 0)
+    return xfer_fail((int)n, err, errlen, "cannot encode %s: %s", sk_xfer_type_name(m->type),
+                     sk_strerror((int)n));
+  out->len += (size_t)n;
+  return 0;
+}
+
+int xout_raw(xout_t *out, xfer_conn_t *c, xin_t *rd, const void *data, size_t len, char *err,
+             size_t errlen) {
+  const char *p = data;
+  while (len) {
+    if (out->len == out->cap) {
+      int r = xout_flush(out, c, rd, err, errlen);
+      if (r < 0)
+        return r;
+    }
+    size_t n = out->cap - out->len < len ? out->cap - out->len : len;
+    memcpy(out->buf + out->len, p, n);
+    out->len += n;
+    p += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* ---- the hashing thread ----------------------------------------------------------------- */
+
+enum { JOB_BUF = 1, JOB_FILE = 2 };
+
+typedef struct {
+  int kind;
+  EVP_MD_CTX *ctx;
+  int fd;
+  uint64_t off;
+  size_t len;
+  unsigned char *buf; /* XFER_HASH_CHUNK bytes of this slot */
+} job_t;
+
+struct xhash {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t work; /* a job was pushed, or stop */
+  pthread_cond_t done; /* a job finished */
+  job_t slot[XFER_HASH_SLOTS];
+  unsigned pushed, finished; /* counters; slot = counter % XFER_HASH_SLOTS */
+  int error;                 /* first read error since the last wait */
+  int stop;
+  EVP_MD *md;
+  unsigned char *storage;
+};
+
+/* File ranges are hashed straight from a read-only mapping of the page
+ * cache: no copy into a buffer, which on loopback is a fifth of the
+ * sender's work. A file truncated under the mapping raises SIGBUS on the
+ * hashing thread; the handler jumps back out of the hash (only when the
+ * fault lies in the range this thread is hashing) and the range reads as
+ * "shorter than asked", which the engines report as a changed file. */
+static __thread sigjmp_buf *bus_jmp;
+static __thread const unsigned char *bus_lo, *bus_hi;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+
+/* SIGBUS: out of the hash this thread is doing over a mapping, if the
+ * fault lies in it; anything else dies as it would have. */
+static void on_sigbus(int signo, siginfo_t *si, void *uc) {
+  (void)uc;
+  const unsigned char *a = si->si_addr;
+  if (bus_jmp && a >= bus_lo && a < bus_hi)
+    siglongjmp(*bus_jmp, 1);
+  signal(signo, SIG_DFL); /* not ours: die of it as we would have */
+  raise(signo);
+}
+
+/* Installs on_sigbus once for the process (pthread_once). */
+static void install_sigbus(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGBUS, &sa, NULL);
+}
+
+/* Hashes len bytes of fd at off from a mapping. Returns 0, SK_EOF when the
+ * file is shorter (or shrank meanwhile), or a negative errno (the caller
+ * then falls back to reading). */
+static int hash_mapped(EVP_MD_CTX *ctx, int fd, uint64_t off, size_t len) {
+  static long page;
+  if (!page)
+    page = sysconf(_SC_PAGESIZE);
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return -errno;
+  if ((uint64_t)st.st_size < off + len)
+    return SK_EOF;
+  uint64_t start = off - off % (uint64_t)page;
+  size_t maplen = (size_t)(off - start) + len;
+  unsigned char *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, (off_t)start);
+  if (map == MAP_FAILED)
+    return -errno;
+  madvise(map, maplen, MADV_SEQUENTIAL);
+  sigjmp_buf jb;
+  volatile int rc = 0;
+  if (sigsetjmp(jb, 1) == 0) {
+    bus_lo = map;
+    bus_hi = map + maplen;
+    bus_jmp = &jb;
+    EVP_DigestUpdate(ctx, map + (off - start), len);
+  } else {
+    rc = SK_EOF; /* SIGBUS: the file was cut short under the mapping */
+  }
+  bus_jmp = NULL;
+  munmap(map, maplen);
+  return rc;
+}
+
+/* Runs one job (outside the lock). Returns 0 or the read error. */
+static int run_job(job_t *j) {
+  if (j->kind == JOB_FILE) {
+    int r = hash_mapped(j->ctx, j->fd, j->off, j->len);
+    if (r != -ENODEV && r != -EACCES && r != -EINVAL && r != -ENOMEM)
+      return r;
+    /* Not mappable: read it in pieces through the slot's buffer. */
+    for (size_t done = 0; done < j->len;) {
+      size_t want = j->len - done < XFER_HASH_CHUNK ? j->len - done : XFER_HASH_CHUNK;
+      ssize_t n = pread(j->fd, j->buf, want, (off_t)(j->off + done));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return -errno;
+      if (n == 0)
+        return SK_EOF;
+      EVP_DigestUpdate(j->ctx, j->buf, (size_t)n);
+      done += (size_t)n;
+    }
+    return 0;
+  }
+  EVP_DigestUpdate(j->ctx, j->buf, j->len);
+  return 0;
+}
+
+/* The hashing thread: runs the jobs in order until stopped and idle. */
+static void *hash_main(void *arg) {
+  xhash_t *h = arg;
+  pthread_mutex_lock(&h->mu);
+  for (;;) {
+    while (h->finished == h->pushed && !h->stop)
+      pthread_cond_wait(&h->work, &h->mu);
+    if (h->finished == h->pushed)
+      break;
+    job_t *j = &h->slot[h->finished % XFER_HASH_SLOTS];
+    pthread_mutex_unlock(&h->mu);
+    int r = run_job(j);
+    pthread_mutex_lock(&h->mu);
+    if (r < 0 && h->error == 0)
+      h->error = r;
+    h->finished++;
+    pthread_cond_signal(&h->done);
+  }
+  pthread_mutex_unlock(&h->mu);
+  return NULL;
+}
+
+int xhash_start(xhash_t **out) {
+  pthread_once(&bus_once, install_sigbus);
+  xhash_t *h = calloc(1, sizeof *h);
+  if (!h)
+    return -ENOMEM;
+  h->storage = malloc((size_t)XFER_HASH_SLOTS * XFER_HASH_CHUNK);
+  h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  if (!h->storage || !h->md) {
+    free(h->storage);
+    EVP_MD_free(h->md);
+    free(h);
+    return -ENOMEM;
+  }
+  for (int i = 0; i < XFER_HASH_SLOTS; i++)
+    h->slot[i].buf = h->storage + (size_t)i * XFER_HASH_CHUNK;
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->work, NULL);
+  pthread_cond_init(&h->done, NULL);
+  int r = pthread_create(&h->thread, NULL, hash_main, h);
+  if (r != 0) {
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->work);
+    pthread_cond_destroy(&h->done);
+    free(h->storage);
+    EVP_MD_free(h->md);
+    free(h);
+    return -r;
+  }
+  *out = h;
+  return 0;
+}
+
+void xhash_stop(xhash_t *h) {
+  if (!h)
+    return;
+  pthread_mutex_lock(&h->mu);
+  h->stop = 1;
+  pthread_cond_signal(&h->work);
+  pthread_mutex_unlock(&h->mu);
+  pthread_join(h->thread, NULL);
+  pthread_mutex_destroy(&h->mu);
+  pthread_cond_destroy(&h->work);
+  pthread_cond_destroy(&h->done);
+  free(h->storage);
+  EVP_MD_free(h->md);
+  free(h);
+}
+
+EVP_MD_CTX *xhash_ctx_new(xhash_t *h) {
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (ctx && EVP_DigestInit_ex(ctx, h->md, NULL) != 1) {
+    EVP_MD_CTX_free(ctx);
+    ctx = NULL;
+  }
+  return ctx;
+}
+
+void xhash_ctx_reset(xhash_t *h, EVP_MD_CTX *ctx) { EVP_DigestInit_ex(ctx, h->md, NULL); }
+
+void xhash_peek(const EVP_MD_CTX *ctx, uint8_t out[SK_XFER_HASH_LEN]) {
+  EVP_MD_CTX *copy = EVP_MD_CTX_new();
+  unsigned len = 0;
+  memset(out, 0, SK_XFER_HASH_LEN);
+  if (copy && EVP_MD_CTX_copy_ex(copy, ctx) == 1)
+    EVP_DigestFinal_ex(copy, out, &len);
+  EVP_MD_CTX_free(copy);
+}
+
+/* Waits for a free slot and returns it (the lock is not held after). */
+static job_t *free_slot(xhash_t *h) {
+  pthread_mutex_lock(&h->mu);
+  while (h->pushed - h->finished >= XFER_HASH_SLOTS)
+    pthread_cond_wait(&h->done, &h->mu);
+  job_t *j = &h->slot[h->pushed % XFER_HASH_SLOTS];
+  pthread_mutex_unlock(&h->mu);
+  return j;
+}
+
+/* Hands the slot filled since free_slot to the thread. */
+static void push(xhash_t *h) {
+  pthread_mutex_lock(&h->mu);
+  h->pushed++;
+  pthread_cond_signal(&h->work);
+  pthread_mutex_unlock(&h->mu);
+}
+
+unsigned char *xhash_slot(xhash_t *h) { return free_slot(h)->buf; }
+
+void xhash_push(xhash_t *h, EVP_MD_CTX *ctx, size_t len) {
+  job_t *j = free_slot(h);
+  j->kind = JOB_BUF;
+  j->ctx = ctx;
+  j->len = len;
+  push(h);
+}
+
+void xhash_push_file(xhash_t *h, EVP_MD_CTX *ctx, int fd, uint64_t off, size_t len) {
+  job_t *j = free_slot(h);
+  j->kind = JOB_FILE;
+  j->ctx = ctx;
+  j->fd = fd;
+  j->off = off;
+  j->len = len;
+  push(h);
+}
+
+int xhash_wait(xhash_t *h) {
+  pthread_mutex_lock(&h->mu);
+  while (h->finished != h->pushed)
+    pthread_cond_wait(&h->done, &h->mu);
+  int r = h->error;
+  h->error = 0;
+  pthread_mutex_unlock(&h->mu);
+  return r;
+}
+
+int xhash_file_alive(xhash_t *h, EVP_MD_CTX *ctx, int fd, uint64_t off, uint64_t len,
+                     xfer_conn_t *c, xout_t *out, xin_t *rd, char *err, size_t errlen) {
+  uint64_t alive = xfer_now_ms();
+  /* Both sides usually run with the same idle timeout: well within it. */
+  uint64_t every = xconn_idle(c) / 3 < XFER_KEEPALIVE_MS ? xconn_idle(c) / 3 : XFER_KEEPALIVE_MS;
+  while (len) {
+    size_t n = len < XFER_HASH_FILE_CHUNK ? (size_t)len : XFER_HASH_FILE_CHUNK;
+    xhash_push_file(h, ctx, fd, off, n); /* waits while the thread is a few chunks behind */
+    off += n;
+    len -= n;
+    if (xfer_now_ms() - alive >= every) {
+      sk_xfer_msg_t m = {.type = SK_XFER_KEEPALIVE};
+      int r = xout_msg(out, c, rd, &m, err, errlen);
+      if (r == 0)
+        r = xout_flush(out, c, rd, err, errlen);
+      if (r < 0) {
+        xhash_wait(h);
+        return XFER_ESEND;
+      }
+      alive = xfer_now_ms();
+    }
+  }
+  return xhash_wait(h);
+}
+
+int xhash_file(xhash_t *h, EVP_MD_CTX *ctx, int fd, uint64_t off, uint64_t len) {
+  while (len) {
+    size_t n = len < XFER_HASH_FILE_CHUNK ? (size_t)len : XFER_HASH_FILE_CHUNK;
+    xhash_push_file(h, ctx, fd, off, n);
+    off += n;
+    len -= n;
+  }
+  return xhash_wait(h);
+}
