@@ -75,6 +75,15 @@ SK_API int sk_net_accept(int lfd, sk_sockaddr_t *peer);
 SK_API int sk_net_reserve_fd(void);
 SK_API int sk_net_shed(int lfd);
 
+#define SK_SHED_PER_CALL 64 /* connections sk_net_accept_or_shed closes at most per call */
+
+/* What every accept loop wants: sk_net_accept, except that when descriptors
+ * are exhausted (EMFILE, ENFILE, ENOBUFS, ENOMEM) it sheds pending
+ * connections (sk_net_shed, at most SK_SHED_PER_CALL), sets *shed to that
+ * error for the caller to log, and returns SK_EAGAIN; the listener becomes
+ * ready again once descriptors free up. *shed is 0 otherwise. */
+SK_API int sk_net_accept_or_shed(int lfd, sk_sockaddr_t *peer, int *shed);
+
 /* Connects to ep (tcp, udp, unix kinds), trying every resolved address in
  * turn, each bounded by o->connect_timeout_ms. Blocks the caller until
  * connected or failed; returns the non-blocking fd or a negative errno with

@@ -378,15 +378,11 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   (void)ev;
   for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
     sk_sockaddr_t peer;
-    int fd = sk_net_accept(st->l.fd, &peer);
+    int shed, fd = sk_net_accept_or_shed(st->l.fd, &peer, &shed);
+    if (shed)
+      shed_log(st, shed);
     if (fd == SK_EAGAIN)
       return;
-    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-      shed_log(st, fd);
-      if (sk_net_shed(st->l.fd) <= 0)
-        return;
-      continue;
-    }
     if (fd < 0) {
       cli_error("accept %s: %s", st->name, sk_strerror(fd));
       return;

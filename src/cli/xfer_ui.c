@@ -423,13 +423,12 @@ int xui_accept(const sk_listener_t *l, int cancel_fd, char *peer, size_t peerlen
     if (cancel_fd >= 0 && p[1].revents)
       return -ECANCELED;
     sk_sockaddr_t sa;
-    int fd = sk_net_accept(l->fd, &sa);
+    int shed, fd = sk_net_accept_or_shed(l->fd, &sa, &shed);
+    if (shed)
+      cli_error("accept: %s; closing new connections until descriptors are free",
+                sk_strerror(shed));
     if (fd == SK_EAGAIN)
       continue;
-    if (fd == -EMFILE || fd == -ENFILE) {
-      sk_net_shed(l->fd);
-      continue;
-    }
     if (fd < 0) {
       cli_error("accept: %s", sk_strerror(fd));
       return fd;

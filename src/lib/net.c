@@ -389,6 +389,17 @@ int sk_net_shed(int lfd) {
   return r < 0 ? r : shed;
 }
 
+int sk_net_accept_or_shed(int lfd, sk_sockaddr_t *peer, int *shed) {
+  *shed = 0;
+  int fd = sk_net_accept(lfd, peer);
+  if (fd != -EMFILE && fd != -ENFILE && fd != -ENOBUFS && fd != -ENOMEM)
+    return fd;
+  *shed = fd;
+  for (int i = 0; i < SK_SHED_PER_CALL && sk_net_shed(lfd) > 0; i++) {
+  }
+  return SK_EAGAIN;
+}
+
 /* ---- connect ---------------------------------------------------------------- */
 
 /* Parses a --source address ("host", "host:port", "[v6]:port", ":port") and

@@ -502,16 +502,12 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
       return;
     }
     sk_sockaddr_t peer;
-    int fd = sk_net_accept(l->fd, &peer);
+    int shed, fd = sk_net_accept_or_shed(l->fd, &peer, &shed);
+    if (shed)
+      report(in, "accept: %s; closing new connections until descriptors are free",
+             sk_strerror(shed));
     if (fd == SK_EAGAIN)
       return;
-    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-      report(in, "accept: %s; closing new connections until descriptors are free",
-             sk_strerror(fd));
-      if (sk_net_shed(l->fd) <= 0)
-        return;
-      continue;
-    }
     if (fd < 0) {
       report(in, "accept: %s", sk_strerror(fd));
       return;

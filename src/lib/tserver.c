@@ -180,13 +180,9 @@ int sk_tserver_run(sk_tserver_t *s) {
     if (p[1].revents)
       break;
     sk_sockaddr_t peer;
-    int fd = sk_net_accept(s->l.fd, &peer);
+    int shed, fd = sk_net_accept_or_shed(s->l.fd, &peer, &shed);
     if (fd == SK_EAGAIN)
       continue;
-    if (fd == -EMFILE || fd == -ENFILE) {
-      sk_net_shed(s->l.fd);
-      continue;
-    }
     if (fd < 0)
       continue;
     if (s->o.verify && !s->o.verify(s->o.ctx, &peer)) {
