@@ -21,6 +21,8 @@
 
 #include "sockit/chat.h"
 
+#include "../utf8_ref.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define CHECK(cond)                                                                \
@@ -90,32 +92,13 @@ static size_t frame(const uint8_t *data, size_t size, uint32_t seed, event_t *ev
 
 /* 1 if s is valid UTF-8 holding no code point a terminal acts on. */
 static int safe_utf8(const unsigned char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned cp, len;
-    if (s[i] < 0x80)
-      cp = s[i], len = 1;
-    else if ((s[i] & 0xE0) == 0xC0)
-      cp = s[i] & 0x1Fu, len = 2;
-    else if ((s[i] & 0xF0) == 0xE0)
-      cp = s[i] & 0x0Fu, len = 3;
-    else if ((s[i] & 0xF8) == 0xF0)
-      cp = s[i] & 0x07u, len = 4;
-    else
+  unsigned cp;
+  for (size_t i = 0, len; i < n; i += len) {
+    if (!(len = ref_utf8_next(s, n, i, &cp)))
       return 0;
-    if (i + len > n)
-      return 0;
-    for (unsigned k = 1; k < len; k++) {
-      if ((s[i + k] & 0xC0) != 0x80)
-        return 0;
-      cp = cp << 6 | (s[i + k] & 0x3Fu);
-    }
-    static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp < 0x20 ||
-        (cp >= 0x7F && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 ||
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 ||
         (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
       return 0;
-    i += len;
   }
   return 1;
 }
