@@ -6,7 +6,9 @@
  * the status a client can act on, never guessed at.
  *
  *   - request line: METHOD SP request-target SP HTTP/1.x CRLF, method a
- *     token, target in origin-form ("/..."), or "*" for OPTIONS; no
+ *     token, target in origin-form ("/..."), absolute-form
+ *     ("http://host/...": the caller takes the path from it), or "*" for
+ *     OPTIONS (authority-form, CONNECT's, is refused); no
  *     control characters, no spaces, no bytes above 0x7E in the target;
  *   - header fields: token ":" OWS value OWS CRLF; obsolete line folding,
  *     a space before the colon, bare CR or LF, NUL and other controls

@@ -15,6 +15,14 @@
  * buffer each loop shares and only what on_data leaves unconsumed is copied
  * to the connection's own buffer; the empty buffers of a connection quiet
  * for a second are freed (a busy one keeps them, to be reused).
+ *
+ * TLS: a listener bound with sk_server_listen_tls serves TLS with the same
+ * handler. Each connection's handshake runs on its loop with a deadline
+ * (a client that stalls mid-handshake holds up nobody); on_open comes only
+ * once it succeeded, on_data gets decrypted bytes, sk_conn_send's output is
+ * encrypted, and a graceful close sends close_notify. A failed handshake is
+ * reported through on_error (rate-limited, in tls.h's words) and on_log;
+ * the handler never hears of that connection.
  */
 #ifndef SOCKIT_SERVER_H
 #define SOCKIT_SERVER_H
@@ -25,6 +33,7 @@
 #include "sockit/buf.h"
 #include "sockit/loop.h"
 #include "sockit/net.h"
+#include "sockit/tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,7 +72,9 @@ typedef struct {
    * written, unless the handler closed it already. On unix-seqpacket each
    * call holds exactly one packet, and what is left unconsumed is dropped. */
   void (*on_data)(sk_conn_t *c, sk_buf_t *in, int eof);
-  /* The connection is gone (reason SK_CLOSE_*); free per-connection state. */
+  /* The connection is gone (reason SK_CLOSE_*); free per-connection state.
+   * Called once for every connection on_open was called for (a refused
+   * one included); never for a TLS client whose handshake failed. */
   void (*on_close)(sk_conn_t *c, int reason);
   /* Datagram kinds: one call per datagram. */
   void (*on_datagram)(sk_server_t *s, const sk_datagram_t *dg);
@@ -85,6 +96,9 @@ typedef struct {
   void (*on_error)(void *ctx, const char *msg);
   /* One line per finished connection, if set: peer, bytes, duration. */
   void (*on_log)(void *ctx, const char *line);
+  /* TLS listeners: how long a client has to complete its handshake;
+   * 0 = SK_TLS_HANDSHAKE_TIMEOUT_MS. */
+  uint64_t tls_timeout_ms;
 } sk_server_opts_t;
 
 /* Creates a server (not listening yet). opts is copied. Returns 0 or -ENOMEM. */
@@ -95,6 +109,15 @@ SK_API int sk_server_new(sk_server_t **out, const sk_server_opts_t *opts);
  * with a message in err. */
 SK_API int sk_server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *o,
                             char *err, size_t errlen);
+/* Binds one more endpoint whose connections speak TLS, like
+ * sk_server_listen otherwise: tcp (tls:// or tcp://) or unix stream; a
+ * datagram or unix-seqpacket endpoint is refused (-EINVAL, message in err).
+ * tls is a server context (sk_tls_ctx_new with server = 1), borrowed: it
+ * must stay valid until sk_server_free. Each connection accepted there
+ * completes its TLS handshake within opts.tls_timeout_ms before on_open;
+ * sk_server_listen refuses a tls:// endpoint, which needs this call. */
+SK_API int sk_server_listen_tls(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *o,
+                                sk_tls_ctx_t *tls, char *err, size_t errlen);
 /* The i-th bound listener (as bound: real port), or NULL. */
 SK_API const sk_listener_t *sk_server_listener(const sk_server_t *s, int i);
 
@@ -146,6 +169,10 @@ SK_API sk_buf_t *sk_conn_input(sk_conn_t *c);
 SK_API size_t sk_conn_buffer_bytes(const sk_conn_t *c);
 /* 1 on unix-seqpacket connections: each on_data call is one packet. */
 SK_API int sk_conn_is_message(const sk_conn_t *c);
+/* The TLS session of a connection on a TLS listener (for sk_tls_describe,
+ * sk_tls_peer_fingerprint), NULL on a plain one. Borrowed: valid until
+ * on_close returns. */
+SK_API sk_tls_t *sk_conn_tls(const sk_conn_t *c);
 
 /* Finds the first line in `in`: returns its length including the LF and
  * sets *len_no_eol to the length without LF or CRLF; 0 when no LF has

@@ -40,7 +40,10 @@ typedef struct {
   int (*verify)(void *ctx, const sk_sockaddr_t *peer); /* 0 refuses */
 } sk_tserver_opts_t;
 
-/* Binds ep (stream kinds). Returns 0 or a negative errno with err filled. */
+/* Binds ep (stream kinds). A tls:// endpoint is bound as its TCP address:
+ * the blocking server does no TLS itself, the handler runs the handshake
+ * on the socket it is given (as the file drop box does). Returns 0 or a
+ * negative errno with err filled. */
 SK_API int sk_tserver_new(sk_tserver_t **out, const sk_endpoint_t *ep, const sk_sockopts_t *so,
                           const sk_tserver_opts_t *o, char *err, size_t errlen);
 SK_API const sk_listener_t *sk_tserver_listener(const sk_tserver_t *s);

@@ -13,8 +13,10 @@
 
 #include "cli/chat_client.h"
 #include "cli/cli.h"
+#include "cli/tlsopt.h"
 #include "services/chat.h"
 #include "services/chatbot.h"
+#include "services/web.h"
 
 #define CHAT_MAX_ENDPOINTS 16
 #define CHAT_MONITOR_MAX (1u << 20) /* standard output queue; lines beyond are counted, not shown */
@@ -55,15 +57,27 @@ static const char usage[] =
     "  --idle-timeout SECS   disconnect clients that send nothing for SECS\n"
     "  --max-clients N       at most N clients; more wait in the kernel backlog\n"
     "  --notices-max N       no JOIN/PART/QUIT/NICK lines in rooms of more than N (default 200)\n"
+    "  --web ENDPOINT        also serve the chat's web page and its WebSocket (/ws)\n"
+    "                        on ENDPOINT (tcp://127.0.0.1:6680); repeatable\n"
+    "  --web-origin HOST[:PORT]  a page on this origin may use /ws too (besides\n"
+    "                        the server's own host); '*' lets any; repeatable\n"
+    "  --web-ping SECS       ping a quiet browser after SECS, drop it if it does\n"
+    "                        not answer within SECS more (default 30)\n"
+    "  --web-head-timeout SECS  a browser's request head must arrive within SECS\n"
+    "                        (default 10; slow-request defence)\n"
     "  --quiet               do not show room events on standard output\n"
     "  --port-file FILE      write the first endpoint's port to FILE once listening\n"
     "  --grace SECS          at SIGINT/SIGTERM, clients get SECS to leave (default 2)\n"
     "  -v, --verbose         one log line per connection on stderr\n"
     "  -h, --help            this help\n"
+    "\n" CLI_TLS_SERVER_HELP
+    "The client connects to tls:// with --ca FILE, --pin sha256:HEX or --insecure\n"
+    "(and --cert/--key for a client certificate).\n"
     "\n"
     "Examples:\n"
     "  sockit chat serve tcp://:6667\n"
     "  sockit chat serve tcp://127.0.0.1:6667 unix:/tmp/chat.sock --rules bot.rules\n"
+    "  sockit chat serve tcp://127.0.0.1:6667 --web tcp://127.0.0.1:6680\n"
     "  nc 127.0.0.1 6667\n"
     "  sockit chat tcp://127.0.0.1:6667 --nick alice\n";
 
@@ -71,7 +85,11 @@ typedef struct {
   chat_t *chat;
   chatbot_t *bot;
   sk_server_t *srv;
+  sk_server_t *web_srv;   /* --web: the page and /ws; NULL without */
+  web_t *web;
   sk_loop_t *loop;
+  cli_tls_t tls;          /* the TLS flags */
+  sk_tls_ctx_t *tls_ctx;  /* for tls:// endpoints (chat and --web); NULL without */
   sk_io_t in_io, out_io;
   sk_timer_t stop_timer;
   sk_chat_reader_t op_reader;
@@ -190,7 +208,7 @@ static void on_hup(sk_loop_t *loop, int signo, void *data) {
  * time), the last watchers go and the loop ends. */
 static void on_stop_check(sk_loop_t *loop, sk_timer_t *t) {
   chatd_t *d = t->data;
-  if (!sk_server_stopped(d->srv))
+  if (!sk_server_stopped(d->srv) || (d->web_srv && !sk_server_stopped(d->web_srv)))
     return;
   if (sk_io_active(&d->out_io) && sk_buf_len(&d->out) &&
       sk_loop_now(loop) - d->stop_started < CHAT_STOP_OUTPUT_MS)
@@ -210,12 +228,23 @@ static void on_stop_signal(sk_loop_t *loop, int signo, void *data) {
   d->stop_started = sk_loop_now(loop);
   chat_shutdown(d->chat, "the server is shutting down");
   sk_server_stop(d->srv);
+  if (d->web_srv)
+    sk_server_stop(d->web_srv);
   sk_io_stop(loop, &d->in_io);
   /* A second signal kills at once. */
   sk_loop_signal(loop, SIGINT, NULL, NULL);
   sk_loop_signal(loop, SIGTERM, NULL, NULL);
   sk_loop_signal(loop, SIGHUP, NULL, NULL);
   sk_timer_start(loop, &d->stop_timer, CHAT_STOP_CHECK_MS, CHAT_STOP_CHECK_MS);
+}
+
+/* Binds ep on srv: with TLS (the shared context) for a tls:// endpoint,
+ * plain otherwise. Returns 0 or a negative errno with the message in err. */
+static int listen_endpoint(chatd_t *d, sk_server_t *srv, const sk_endpoint_t *ep,
+                           const sk_sockopts_t *lo, char *err, size_t errlen) {
+  if ((ep->flags & SK_EP_TLS) && d->tls_ctx)
+    return sk_server_listen_tls(srv, ep, lo, d->tls_ctx, err, errlen);
+  return sk_server_listen(srv, ep, lo, err, errlen); /* refuses tls:// without a context */
 }
 
 /* 10,000 clients need 10,000 descriptors: the soft limit goes up to the
@@ -233,7 +262,7 @@ static void raise_nofile(void) {
 enum {
   OPT_ROOM = 256, OPT_HISTORY, OPT_NO_BOT, OPT_BOT_NICK, OPT_RULES, OPT_FLOOD_RATE,
   OPT_FLOOD_BURST, OPT_OUT_QUEUE, OPT_IDLE, OPT_MAX_CLIENTS, OPT_NOTICES_MAX, OPT_QUIET,
-  OPT_PORT_FILE, OPT_GRACE
+  OPT_PORT_FILE, OPT_GRACE, OPT_WEB, OPT_WEB_ORIGIN, OPT_WEB_PING, OPT_WEB_HEAD
 };
 
 /* `sockit chat serve ENDPOINT... [OPTIONS]` (argv[0] is "serve"). Returns
@@ -254,7 +283,12 @@ static int serve(int argc, char **argv) {
       {"quiet", no_argument, 0, OPT_QUIET},
       {"port-file", required_argument, 0, OPT_PORT_FILE},
       {"grace", required_argument, 0, OPT_GRACE},
+      {"web", required_argument, 0, OPT_WEB},
+      {"web-origin", required_argument, 0, OPT_WEB_ORIGIN},
+      {"web-ping", required_argument, 0, OPT_WEB_PING},
+      {"web-head-timeout", required_argument, 0, OPT_WEB_HEAD},
       {"verbose", no_argument, 0, 'v'},
+      CLI_TLS_LONGOPTS,
       {0, 0, 0, 0}};
   static chatd_t d;
   memset(&d, 0, sizeof d);
@@ -270,8 +304,9 @@ static int serve(int argc, char **argv) {
   unsigned long v, out_queue = CHAT_OUT_QUEUE, max_clients = 0;
   uint64_t grace_ms = 0;
   int no_bot = 0, verbose = 0, c;
-  const char *eps[CHAT_MAX_ENDPOINTS];
-  int neps = 0;
+  const char *eps[CHAT_MAX_ENDPOINTS], *web_eps[CHAT_MAX_ENDPOINTS];
+  int neps = 0, nweb = 0;
+  web_opts_t wo = {.log = log_msg, .arg = &d};
   opterr = 0;
   optind = 1;
   /* Endpoints and options in any order ("-" would be stdio: refused below). */
@@ -328,8 +363,36 @@ static int serve(int argc, char **argv) {
       if (grace_ms == 0)
         grace_ms = 1;
       break;
+    case OPT_WEB:
+      if (nweb == CHAT_MAX_ENDPOINTS)
+        return cli_usage_error("chat", "more than %d --web endpoints", CHAT_MAX_ENDPOINTS);
+      web_eps[nweb++] = optarg;
+      break;
+    case OPT_WEB_ORIGIN:
+      if (wo.norigins == WEB_ORIGINS_MAX)
+        return cli_usage_error("chat", "more than %d --web-origin", WEB_ORIGINS_MAX);
+      if (!optarg[0] || strpbrk(optarg, "/ \t,"))
+        return cli_usage_error("chat", "bad --web-origin '%s': expected HOST[:PORT] or '*'",
+                               optarg);
+      wo.origins[wo.norigins++] = optarg;
+      break;
+    case OPT_WEB_PING:
+      if (cli_parse_seconds(optarg, &wo.ping_ms) < 0 || wo.ping_ms == 0)
+        return cli_usage_error("chat", "bad --web-ping '%s': expected seconds > 0", optarg);
+      break;
+    case OPT_WEB_HEAD:
+      if (cli_parse_seconds(optarg, &wo.head_timeout_ms) < 0 || wo.head_timeout_ms == 0)
+        return cli_usage_error("chat", "bad --web-head-timeout '%s': expected seconds > 0",
+                               optarg);
+      break;
     case 'v': verbose = 1; break;
-    default: return cli_usage_error("chat", "unknown option '%s'", argv[optind - 1]);
+    default:
+      if (c >= CLI_TLS_CA && c <= CLI_TLS_TIMEOUT) {
+        if (cli_tls_option(&d.tls, c, optarg, "chat") < 0)
+          return EXIT_USAGE;
+        break;
+      }
+      return cli_usage_error("chat", "unknown option '%s'", argv[optind - 1]);
     }
   }
   if (neps == 0)
@@ -342,8 +405,15 @@ static int serve(int argc, char **argv) {
   if (no_bot && rules)
     return cli_usage_error("chat", "--rules needs the bot: drop --no-bot");
 
-  sk_endpoint_t parsed[CHAT_MAX_ENDPOINTS];
+  sk_endpoint_t parsed[CHAT_MAX_ENDPOINTS], web_parsed[CHAT_MAX_ENDPOINTS];
   char err[SK_ERRLEN];
+  for (int i = 0; i < nweb; i++) {
+    if (sk_endpoint_parse(&web_parsed[i], web_eps[i], SK_EP_LISTEN, err, sizeof err) < 0)
+      return cli_usage_error("chat", "--web: %s", err);
+    if (sk_endpoint_socktype(&web_parsed[i]) != SOCK_STREAM)
+      return cli_usage_error("chat", "--web '%s': the page needs a stream endpoint (tcp, unix)",
+                             web_eps[i]);
+  }
   for (int i = 0; i < neps; i++) {
     if (sk_endpoint_parse(&parsed[i], eps[i], SK_EP_LISTEN, err, sizeof err) < 0)
       return cli_usage_error("chat", "%s", err);
@@ -351,6 +421,16 @@ static int serve(int argc, char **argv) {
     if (type != SOCK_STREAM && type != SOCK_SEQPACKET)
       return cli_usage_error("chat", "'%s': a chat needs a stream endpoint (tcp, unix)", eps[i]);
   }
+  /* tls:// endpoints, the chat's or --web's, share one TLS context. */
+  const char *tls_name = NULL;
+  for (int i = nweb - 1; i >= 0; i--)
+    if (web_parsed[i].flags & SK_EP_TLS)
+      tls_name = web_eps[i];
+  for (int i = neps - 1; i >= 0; i--)
+    if (parsed[i].flags & SK_EP_TLS)
+      tls_name = eps[i];
+  if (cli_tls_server_check(&d.tls, tls_name != NULL, "chat") < 0)
+    return EXIT_USAGE;
 
   raise_nofile();
   int code = EXIT_NET, r;
@@ -370,14 +450,17 @@ static int serve(int argc, char **argv) {
                          .max_conns = max_clients,
                          .grace_ms = grace_ms,
                          .on_error = on_server_error,
-                         .on_log = verbose ? log_msg : NULL};
+                         .on_log = verbose ? log_msg : NULL,
+                         .tls_timeout_ms = d.tls.handshake_ms};
+  if (tls_name && !(d.tls_ctx = cli_tls_context(&d.tls, 1, tls_name)))
+    goto out;
   if ((r = sk_server_new(&d.srv, &so)) < 0) {
     cli_error("chat: %s", sk_strerror(r));
     goto out;
   }
   sk_sockopts_t lo = {.nodelay = 1, .backlog = 4096, .sndbuf = CHAT_SOCK_SNDBUF};
   for (int i = 0; i < neps; i++)
-    if (sk_server_listen(d.srv, &parsed[i], &lo, err, sizeof err) < 0) {
+    if (listen_endpoint(&d, d.srv, &parsed[i], &lo, err, sizeof err) < 0) {
       cli_error("chat: %s", err);
       goto out;
     }
@@ -387,6 +470,39 @@ static int serve(int argc, char **argv) {
   }
   for (int i = 0; i < neps; i++)
     cli_announce_listener(sk_server_listener(d.srv, i));
+  if (nweb) {
+    sk_server_opts_t ws = so;
+    ws.handler = &web_handler;
+    ws.in_limit = WEB_IN_LIMIT;
+    ws.out_limit = out_queue > SK_SERVER_OUT_LIMIT ? out_queue : SK_SERVER_OUT_LIMIT;
+    if ((r = web_new(&d.web, d.chat, &wo)) < 0) {
+      cli_error("chat: %s", sk_strerror(r));
+      goto out;
+    }
+    ws.ctx = d.web;
+    if ((r = sk_server_new(&d.web_srv, &ws)) < 0) {
+      cli_error("chat: %s", sk_strerror(r));
+      goto out;
+    }
+    for (int i = 0; i < nweb; i++)
+      if (listen_endpoint(&d, d.web_srv, &web_parsed[i], &lo, err, sizeof err) < 0) {
+        cli_error("chat: --web: %s", err);
+        goto out;
+      }
+    if ((r = sk_server_attach(d.web_srv, d.loop)) < 0) {
+      cli_error("chat: %s", sk_strerror(r));
+      goto out;
+    }
+    for (int i = 0; i < nweb; i++) {
+      const sk_listener_t *l = sk_server_listener(d.web_srv, i);
+      char url[SK_ENDPOINT_STRLEN + 16];
+      cli_listener_url(l, url, sizeof url);
+      if (url[0])
+        cli_error("chat page: %s", url);
+      else
+        cli_announce_listener(l);
+    }
+  }
   if (d.bot && rules)
     cli_error("chat: bot '%s': %d rules from %s", bot_nick, chatbot_rule_count(d.bot), rules);
   if (port_file && cli_write_port_file(port_file, sk_server_listener(d.srv, 0)) < 0)
@@ -416,8 +532,11 @@ static int serve(int argc, char **argv) {
     cli_error("chat: %s", sk_strerror(r));
 out:
   sk_server_free(d.srv); /* the users left still are told nothing */
+  sk_server_free(d.web_srv);
+  web_free(d.web);
   chat_free(d.chat);
   chatbot_free(d.bot);
+  sk_tls_ctx_free(d.tls_ctx); /* after the servers that borrowed it */
   sk_buf_free(&d.op_in);
   sk_buf_free(&d.out);
   if (d.loop)

@@ -27,6 +27,7 @@
 
 #include "cli/chat_client.h"
 #include "cli/cli.h"
+#include "cli/tlsopt.h"
 #include "sockit/chat.h"
 
 #define CHATC_INPUT_MAX (SK_CHAT_LINE_MAX - 2) /* longest line typed or piped, without CR LF */
@@ -50,6 +51,10 @@ typedef struct {
   char name[SK_ENDPOINT_STRLEN];
   int fd;      /* -1 while disconnected */
   int greeted; /* HELLO seen on this connection: piped lines may go */
+  cli_tls_t tlsopt;       /* --ca, --pin, --insecure, --cert/--key, --tls-timeout */
+  sk_tls_ctx_t *tls_ctx;  /* tls:// servers; NULL for plain ones */
+  sk_tls_t *tls;          /* this connection's session, if TLS */
+  unsigned rwant, wwant;  /* what a TLS read / write waits for; 0 = the usual */
   sk_io_t sock_io, in_io;
   sk_timer_t timer; /* reconnect backoff, or the wait after /quit */
   sk_buf_t sock_in, sock_out, std_in;
@@ -461,8 +466,50 @@ static int render(client_t *c, const char *line, size_t len, rline_t *r, int his
 /* ---- the connection ---------------------------------------------------------------------------- */
 
 static void start_reconnect(client_t *c);
+static int on_sock_lines(client_t *c);
 static void set_stdin(client_t *c);
 static void plain_drain(client_t *c);
+
+/* Writes queued bytes once, through TLS if the connection has it. Same
+ * results as sk_buf_write_fd. */
+static ssize_t sock_write(client_t *c) {
+  if (!c->tls)
+    return sk_buf_write_fd(&c->sock_out, c->fd, 1);
+  if (!sk_buf_len(&c->sock_out))
+    return 0;
+  unsigned want = 0;
+  ssize_t n = sk_tls_write(c->tls, sk_buf_head(&c->sock_out), sk_buf_len(&c->sock_out), &want);
+  c->wwant = n == SK_EAGAIN ? want : 0;
+  if (n > 0)
+    sk_buf_consume(&c->sock_out, (size_t)n);
+  return n;
+}
+
+/* Reads once into sock_in, through TLS if the connection has it. Same
+ * results as sk_buf_read_fd. */
+static ssize_t sock_read(client_t *c) {
+  if (!c->tls)
+    return sk_buf_read_fd(&c->sock_in, c->fd, 0);
+  size_t got;
+  char *p = sk_buf_reserve(&c->sock_in, CHATC_SOCK_IN_MAX, &got);
+  if (!p)
+    return SK_ETOOBIG;
+  unsigned want = 0;
+  ssize_t n = sk_tls_read(c->tls, p, got, &want);
+  c->rwant = n == SK_EAGAIN ? want : 0;
+  if (n > 0)
+    sk_buf_commit(&c->sock_in, (size_t)n);
+  return n;
+}
+
+/* Watches the socket for input always, for output while some is queued
+ * (with TLS, for whatever each waits for). */
+static void sock_watch(client_t *c) {
+  unsigned ev = c->rwant ? c->rwant : SK_READABLE;
+  if (sk_buf_len(&c->sock_out))
+    ev |= c->wwant ? c->wwant : SK_WRITABLE;
+  sk_io_set(c->loop, &c->sock_io, ev);
+}
 
 /* Queues bytes for the server; the socket is watched for writability only
  * while something is queued. Returns 0, or -1 when not connected or the
@@ -470,9 +517,9 @@ static void plain_drain(client_t *c);
 static int sock_send(client_t *c, const char *p, size_t n) {
   if (c->fd < 0 || sk_buf_append(&c->sock_out, p, n) != 0)
     return -1;
-  ssize_t w = sk_buf_write_fd(&c->sock_out, c->fd, 1);
+  ssize_t w = sock_write(c);
   (void)w; /* errors show up as a hang-up on the next read */
-  sk_io_set(c->loop, &c->sock_io, SK_READABLE | (sk_buf_len(&c->sock_out) ? SK_WRITABLE : 0));
+  sock_watch(c);
   return 0;
 }
 
@@ -493,6 +540,9 @@ static void drop_connection(client_t *c) {
   if (c->fd < 0)
     return;
   sk_io_stop(c->loop, &c->sock_io);
+  sk_tls_free(c->tls);
+  c->tls = NULL;
+  c->rwant = c->wwant = 0;
   close(c->fd);
   c->fd = -1;
   sk_buf_free(&c->sock_in);
@@ -563,28 +613,43 @@ static void on_lost(client_t *c, ssize_t why) {
 }
 
 /* The socket: writes what is queued, reads and handles whole lines (an
- * over-long one is dropped with a note), notices the end. */
+ * over-long one is dropped with a note), notices the end. With TLS either
+ * readiness may be what a read or a write waits for, so both are tried,
+ * and decrypted bytes the session still holds are read without waiting
+ * for the socket (it would not say so). */
 static void on_sock(sk_loop_t *loop, sk_io_t *io, unsigned events) {
   client_t *c = io->data;
+  int tls = c->tls != NULL;
   (void)loop;
-  if (events & SK_WRITABLE) {
-    ssize_t w = sk_buf_write_fd(&c->sock_out, c->fd, 1);
+  if (tls ? sk_buf_len(&c->sock_out) > 0 : (events & SK_WRITABLE) != 0) {
+    ssize_t w = sock_write(c);
     if (w < 0 && w != SK_EAGAIN) {
       on_lost(c, w);
       return;
     }
-    if (!sk_buf_len(&c->sock_out))
+    if (!tls && !sk_buf_len(&c->sock_out))
       sk_io_set(c->loop, io, SK_READABLE);
   }
-  if (!(events & (SK_READABLE | SK_HANGUP)))
+  if (!tls && !(events & (SK_READABLE | SK_HANGUP)))
     return;
-  ssize_t n = sk_buf_read_fd(&c->sock_in, c->fd, 0);
-  if (n == SK_EAGAIN)
-    return;
-  if (n < 0 && n != SK_ETOOBIG) {
-    on_lost(c, n);
-    return;
-  }
+  do {
+    ssize_t n = sock_read(c);
+    if (n == SK_EAGAIN)
+      break;
+    if (n < 0 && n != SK_ETOOBIG) {
+      on_lost(c, n);
+      return;
+    }
+    if (on_sock_lines(c) < 0)
+      return;
+  } while (tls && sk_tls_pending(c->tls));
+  if (tls)
+    sock_watch(c);
+}
+
+/* Handles the whole lines in sock_in. Returns 0, or -1 once the
+ * connection is gone. */
+static int on_sock_lines(client_t *c) {
   for (;;) {
     size_t used;
     const char *line;
@@ -596,15 +661,16 @@ static void on_sock(sk_loop_t *loop, sk_io_t *io, unsigned events) {
     else if (k == SK_CHAT_TOO_LONG)
       note(c, "! a line from the server over %d bytes was dropped", SK_CHAT_OUT_LINE_MAX);
     if (c->fd < 0)
-      return;
+      return -1;
     sk_buf_consume(&c->sock_in, used);
     if (k == SK_CHAT_NEED_MORE)
-      break;
+      return 0;
   }
 }
 
-/* Connects (blocking, bounded by CHATC_CONNECT_TIMEOUT_MS). Returns 0, or
- * -1 with the reason in err. */
+/* Connects (blocking, bounded by CHATC_CONNECT_TIMEOUT_MS) and, for a
+ * tls:// server, completes the handshake (bounded by --tls-timeout, else
+ * the same). Returns 0, or -1 with the reason in err. */
 static int do_connect(client_t *c, char *err, size_t errlen) {
   sk_sockopts_t so;
   memset(&so, 0, sizeof so);
@@ -613,6 +679,23 @@ static int do_connect(client_t *c, char *err, size_t errlen) {
   int fd = sk_net_connect(&c->ep, &so, err, errlen);
   if (fd < 0)
     return -1;
+  if (c->tls_ctx) {
+    char why[SK_ERRLEN];
+    uint64_t ms = c->tlsopt.handshake_ms ? c->tlsopt.handshake_ms : CHATC_CONNECT_TIMEOUT_MS;
+    if (sk_tls_new(&c->tls, c->tls_ctx, fd, c->ep.host) < 0) {
+      snprintf(why, sizeof why, "out of memory");
+    } else if (sk_tls_handshake_wait(c->tls, fd, ms, why, sizeof why) == 0) {
+      why[0] = '\0';
+    }
+    if (why[0]) {
+      snprintf(err, errlen, "tls %.60s: %.180s", c->name, why);
+      sk_tls_free(c->tls);
+      c->tls = NULL;
+      close(fd);
+      return -1;
+    }
+    c->rwant = c->wwant = 0;
+  }
   c->fd = fd;
   sk_buf_init(&c->sock_in, CHATC_SOCK_IN_MAX);
   sk_buf_init(&c->sock_out, CHATC_SOCK_OUT_MAX);
@@ -999,6 +1082,7 @@ static void on_cont(sk_loop_t *loop, int signo, void *data) {
 int cli_chat_client(int argc, char **argv) {
   enum { OPT_NICK = 256 };
   static const struct option longopts[] = {{"nick", required_argument, 0, OPT_NICK},
+                                           CLI_TLS_LONGOPTS,
                                            {0, 0, 0, 0}};
   static client_t cl;
   client_t *c = &cl;
@@ -1022,7 +1106,13 @@ int cli_chat_client(int argc, char **argv) {
                                optarg, SK_CHAT_NICK_MAX);
       snprintf(c->want_nick, sizeof c->want_nick, "%s", optarg);
       break;
-    default: return cli_usage_error("chat", "unknown option '%s'", argv[optind - 1]);
+    default:
+      if (opt >= CLI_TLS_CA && opt <= CLI_TLS_TIMEOUT) {
+        if (cli_tls_option(&c->tlsopt, opt, optarg, "chat") < 0)
+          return EXIT_USAGE;
+        break;
+      }
+      return cli_usage_error("chat", "unknown option '%s'", argv[optind - 1]);
     }
   }
   if (!endpoint)
@@ -1033,9 +1123,14 @@ int cli_chat_client(int argc, char **argv) {
   if (c->ep.kind != SK_EP_TCP && c->ep.kind != SK_EP_UNIX)
     return cli_usage_error("chat", "'%s': the chat client needs a tcp:// or unix: endpoint",
                            endpoint);
-  if (c->ep.flags & SK_EP_TLS)
-    return cli_usage_error("chat", "'%s': the chat client does not speak TLS", endpoint);
+  if (c->tlsopt.any && !(c->ep.flags & SK_EP_TLS))
+    return cli_usage_error("chat", "TLS options need a tls:// endpoint");
+  if (c->tlsopt.cfg.self_signed || c->tlsopt.cfg.client_ca || c->tlsopt.cfg.state_dir)
+    return cli_usage_error("chat", "--self-signed, --client-ca and --state-dir are for "
+                                   "'chat serve'; the client takes --ca, --pin or --insecure");
   sk_endpoint_format(&c->ep, c->name, sizeof c->name);
+  if ((c->ep.flags & SK_EP_TLS) && !(c->tls_ctx = cli_tls_context(&c->tlsopt, 0, c->name)))
+    return c->tlsopt.cfg.pin && c->tlsopt.cfg.insecure ? EXIT_USAGE : EXIT_NET;
 
   c->tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
   const char *no_color = getenv("NO_COLOR");
@@ -1045,6 +1140,7 @@ int cli_chat_client(int argc, char **argv) {
   int r = sk_loop_new(&c->loop);
   if (r < 0) {
     cli_error("event loop: %s", sk_strerror(r));
+    sk_tls_ctx_free(c->tls_ctx);
     return EXIT_NET;
   }
   sk_timer_init(&c->timer, on_timer, c);
@@ -1068,6 +1164,7 @@ int cli_chat_client(int argc, char **argv) {
     tty_restore();
     cli_error("%s", err);
     sk_loop_free(c->loop);
+    sk_tls_ctx_free(c->tls_ctx);
     return EXIT_NET;
   }
   if (sk_io_start(c->loop, &c->in_io, STDIN_FILENO, SK_READABLE) < 0)
@@ -1093,5 +1190,6 @@ int cli_chat_client(int argc, char **argv) {
   for (int i = 0; i < c->nhistory; i++)
     free(c->history[i]);
   sk_loop_free(c->loop);
+  sk_tls_ctx_free(c->tls_ctx);
   return c->exit_code;
 }

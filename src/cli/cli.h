@@ -46,6 +46,9 @@ void cli_stdio_nonblock(void);
 int cli_write_port_file(const char *path, const sk_listener_t *l);
 /* Prints "sockit: listening on <endpoint>" with the real bound address. */
 void cli_announce_listener(const sk_listener_t *l);
+/* The URL of a web listener (http://127.0.0.1:6680/), or "" for a unix
+ * one; into buf. */
+char *cli_listener_url(const sk_listener_t *l, char *buf, size_t len);
 
 /* Command-line --allow / --deny lists. */
 typedef struct {

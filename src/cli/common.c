@@ -77,6 +77,27 @@ void cli_stdio_nonblock(void) {
 
 /* ---- listeners ------------------------------------------------------------------ */
 
+/* The URL a browser opens for a web listener: http(s)://HOST:PORT/ with the
+ * address really bound ("localhost" for a wildcard, [v6] in brackets);
+ * empty for endpoints a browser cannot reach (unix). */
+char *cli_listener_url(const sk_listener_t *l, char *buf, size_t len) {
+  const sk_endpoint_t *ep = &l->ep;
+  if (ep->kind != SK_EP_TCP) {
+    if (len)
+      buf[0] = '\0';
+    return buf;
+  }
+  char addr[SK_ENDPOINT_STRLEN];
+  sk_sockaddr_format(&l->bound, addr, sizeof addr);
+  char *colon = strrchr(addr, ':');
+  if (colon)
+    *colon = '\0';
+  const char *host = ep->host[0] ? addr : "localhost";
+  snprintf(buf, len, "%s://%s:%d/", ep->flags & SK_EP_TLS ? "https" : "http", host,
+           sk_sockaddr_port(&l->bound));
+  return buf;
+}
+
 void cli_announce_listener(const sk_listener_t *l) {
   sk_endpoint_t ep = l->ep;
   char text[SK_ENDPOINT_STRLEN];

@@ -17,9 +17,10 @@ static const char usage[] =
     "Usage: sockit receive [OPTIONS] ENDPOINT\n"
     "       sockit receive [OPTIONS] --connect ENDPOINT\n"
     "\n"
-    "Listens on ENDPOINT (tcp://:port, unix:/path) for `sockit send` and receives its\n"
-    "files into the current directory (or --dir). Before anything is written it shows\n"
-    "every name and size and asks; without a terminal to ask, it declines unless --yes.\n"
+    "Listens on ENDPOINT (tcp://:port, tls://:port, unix:/path) for `sockit send` and\n"
+    "receives its files into the current directory (or --dir). Before anything is\n"
+    "written it shows every name and size and asks; without a terminal to ask, it\n"
+    "declines unless --yes.\n"
     "Each file is written to .NAME.part, checked against the sender's SHA-256, then\n"
     "renamed into place; an interrupted transfer resumes when the same send is run\n"
     "again. Names are checked: nothing is ever written outside the directory.\n"
@@ -46,9 +47,14 @@ static const char usage[] =
     "identical file is recognised and not sent again). Exit status: 0 every file\n"
     "stored or already there, 1 a network or I/O error, declined, or a file failed,\n"
     "2 usage error. See docs/xfer.md.\n"
+    "\n" CLI_TLS_HELP
+    "With tls://, the side that listens is the TLS server (--self-signed or --cert and\n"
+    "--key; it prints the pin for the sender's --pin) and the side that connects\n"
+    "verifies it.\n"
     "\n"
     "Examples:\n"
     "  sockit receive tcp://:9000 --dir incoming\n"
+    "  sockit receive --self-signed tls://:9000 --dir incoming\n"
     "  sockit receive --keep-open --yes --rename tcp://127.0.0.1:9000 --dir dropbox\n"
     "  sockit receive --connect tcp://friend.example:9000\n";
 
@@ -84,7 +90,10 @@ static int run(int argc, char **argv) {
       {"idle-timeout", required_argument, 0, OPT_IDLE},
       {"quiet", no_argument, 0, 'q'},
       {"verbose", no_argument, 0, 'v'},
+      CLI_TLS_LONGOPTS,
       {0, 0, 0, 0}};
+  cli_tls_t tls;
+  memset(&tls, 0, sizeof tls);
   const char *dir = ".", *port_file = NULL;
   int yes = 0, keep_open = 0, connect_mode = 0, json = 0, quiet = 0, verbose = 0, c;
   int existing = XFER_KEEP;
@@ -126,7 +135,15 @@ static int run(int argc, char **argv) {
       break;
     case 'q': quiet = 1; break;
     case 'v': verbose = 1; break;
-    default: return cli_usage_error("receive", "unknown option '%s'", argv[optind - 1]);
+    default:
+      if (c >= CLI_TLS_CA) {
+        int r = cli_tls_option(&tls, c, optarg, "receive");
+        if (r < 0)
+          return EXIT_USAGE;
+        if (r > 0)
+          break;
+      }
+      return cli_usage_error("receive", "unknown option '%s'", argv[optind - 1]);
     }
   }
   if (optind >= argc)
@@ -139,9 +156,18 @@ static int run(int argc, char **argv) {
   int code = xui_endpoint("receive", argv[optind], connect_mode ? SK_EP_CONNECT : SK_EP_LISTEN, &ep);
   if (code)
     return code;
+  if ((ep.flags & SK_EP_TLS) == 0 && tls.any)
+    return cli_usage_error("receive", "TLS options need a tls:// endpoint");
   int dirfd = open_dir(dir);
   if (dirfd < 0)
     return EXIT_NET;
+  /* Before listening: a server prints its pin for the sender's --pin. */
+  sk_tls_ctx_t *ctx = NULL;
+  code = xui_tls_setup("receive", &tls, &ep, !connect_mode, &ctx);
+  if (code) {
+    close(dirfd);
+    return code;
+  }
 
   xui_t u;
   xfer_ui_t ui;
@@ -187,8 +213,17 @@ static int run(int argc, char **argv) {
     }
     if (verbose)
       cli_error("connection from %s", conn.peer);
+    int hs = xui_tls_start(&conn, ctx, &tls, connect_mode ? ep.host : NULL, verbose);
+    if (hs < 0) { /* said why; a drop box waits for the next sender */
+      close(conn.fd);
+      code = EXIT_NET;
+      if (!keep_open || hs == -ECANCELED)
+        break;
+      continue;
+    }
     xfer_stats_t st;
     int rc = xfer_receive(&conn, &ro, &ui, &st, err, sizeof err);
+    xfer_tls_end(&conn);
     close(conn.fd);
     xui_finish(&u, rc, err, &st, "receive", dir);
     code = rc == 0 ? EXIT_OK : EXIT_NET;
@@ -198,6 +233,7 @@ static int run(int argc, char **argv) {
 out:
   if (listening)
     sk_listener_close(&l);
+  sk_tls_ctx_free(ctx);
   close(dirfd);
   xui_free(&u);
   return code;

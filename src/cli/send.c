@@ -15,10 +15,11 @@ static const char usage[] =
     "Usage: sockit send [OPTIONS] ENDPOINT PATH...\n"
     "       sockit send [OPTIONS] --listen ENDPOINT PATH...\n"
     "\n"
-    "Sends files and whole directories to `sockit receive` at ENDPOINT (tcp://host:port\n"
-    "or unix:/path), each with its name, size, mode and time, checked with SHA-256 at\n"
-    "the far end. Run the same command again after an interruption: each file goes on\n"
-    "from what the receiver already holds, and files it has are not sent again.\n"
+    "Sends files and whole directories to `sockit receive` at ENDPOINT\n"
+    "(tcp://host:port, tls://host:port or unix:/path), each with its name, size, mode\n"
+    "and time, checked with SHA-256 at the far end. Run the same command again after\n"
+    "an interruption: each file goes on from what the receiver already holds, and\n"
+    "files it has are not sent again.\n"
     "With --listen, waits on ENDPOINT for the receiver to connect (`sockit receive\n"
     "--connect`), for when only this side can accept connections.\n"
     "\n"
@@ -35,9 +36,13 @@ static const char usage[] =
     "only errors. Exit status: 0 every file stored (or already there), 1 a network or\n"
     "I/O error, the receiver declined, or a file failed, 2 usage error.\n"
     "See docs/xfer.md for the protocol, the receiver's rules and limits.\n"
+    "\n" CLI_TLS_HELP
+    "With tls://, the side that listens is the TLS server (--self-signed or --cert and\n"
+    "--key) and the side that connects verifies it (--pin, --ca or the system's CAs).\n"
     "\n"
     "Examples:\n"
     "  sockit send tcp://friend.example:9000 holiday.mp4 photos/\n"
+    "  sockit send --pin sha256:1d9a...7b3b tls://friend.example:9000 holiday.mp4\n"
     "  sockit send --listen tcp://:9000 report.pdf\n";
 
 enum { OPT_LISTEN = 256, OPT_JSON, OPT_PORT_FILE, OPT_CONNECT_TIMEOUT, OPT_IDLE };
@@ -51,7 +56,10 @@ static int run(int argc, char **argv) {
       {"connect-timeout", required_argument, 0, OPT_CONNECT_TIMEOUT},
       {"idle-timeout", required_argument, 0, OPT_IDLE},
       {"quiet", no_argument, 0, 'q'},
+      CLI_TLS_LONGOPTS,
       {0, 0, 0, 0}};
+  cli_tls_t tls;
+  memset(&tls, 0, sizeof tls);
   int listen_mode = 0, json = 0, quiet = 0, c;
   const char *port_file = NULL;
   uint64_t connect_ms = 0, idle_ms = XFER_IDLE_MS_DEFAULT;
@@ -71,7 +79,15 @@ static int run(int argc, char **argv) {
         return cli_usage_error("send", "bad --idle-timeout '%s': expected seconds", optarg);
       break;
     case 'q': quiet = 1; break;
-    default: return cli_usage_error("send", "unknown option '%s'", argv[optind - 1]);
+    default:
+      if (c >= CLI_TLS_CA) {
+        int r = cli_tls_option(&tls, c, optarg, "send");
+        if (r < 0)
+          return EXIT_USAGE;
+        if (r > 0)
+          break;
+      }
+      return cli_usage_error("send", "unknown option '%s'", argv[optind - 1]);
     }
   }
   if (optind >= argc)
@@ -84,6 +100,8 @@ static int run(int argc, char **argv) {
   int code = xui_endpoint("send", argv[optind], listen_mode ? SK_EP_LISTEN : SK_EP_CONNECT, &ep);
   if (code)
     return code;
+  if ((ep.flags & SK_EP_TLS) == 0 && tls.any)
+    return cli_usage_error("send", "TLS options need a tls:// endpoint");
 
   xui_t u;
   xfer_ui_t ui;
@@ -98,6 +116,15 @@ static int run(int argc, char **argv) {
     cli_error("%s", err);
     xui_free(&u);
     return EXIT_NET;
+  }
+  /* The TLS context after the listing (its errors come first) and before
+   * listening (a server prints its pin for the receiver's --pin). */
+  sk_tls_ctx_t *ctx = NULL;
+  code = xui_tls_setup("send", &tls, &ep, listen_mode, &ctx);
+  if (code) {
+    xfer_manifest_free(m);
+    xui_free(&u);
+    return code;
   }
   int cancel = xui_signal_pipe();
   xfer_conn_t conn = {.fd = -1, .cancel_fd = cancel, .idle_ms = idle_ms};
@@ -121,15 +148,17 @@ static int run(int argc, char **argv) {
     }
     sk_endpoint_format(&ep, conn.peer, sizeof conn.peer);
   }
-  if (conn.fd < 0)
+  if (conn.fd < 0 || xui_tls_start(&conn, ctx, &tls, listen_mode ? NULL : ep.host, 0) < 0)
     goto out;
   xfer_stats_t st;
   int rc = xfer_send(&conn, m, &ui, &st, err, sizeof err);
   xui_finish(&u, rc, err, &st, "send", NULL);
   code = rc == 0 ? EXIT_OK : EXIT_NET;
 out:
+  xfer_tls_end(&conn);
   if (conn.fd >= 0)
     close(conn.fd);
+  sk_tls_ctx_free(ctx);
   xfer_manifest_free(m);
   xui_free(&u);
   return code;

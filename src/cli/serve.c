@@ -11,7 +11,9 @@
 #include <pthread.h>
 
 #include "cli/cli.h"
+#include "cli/tlsopt.h"
 #include "services/services.h"
+#include "services/web.h"
 #include "sockit/relay.h"
 #include "cli/serve_xfer.h"
 
@@ -39,9 +41,12 @@ static const char usage[] =
     "  --grace SECS          at SIGINT/SIGTERM, live connections get SECS (default 2)\n"
     "  -v, --verbose         one log line per connection on stderr\n"
     "  -h, --help            this help\n"
+    "\n" CLI_TLS_SERVER_HELP
+    "  Any stream service takes tls:// endpoints; one certificate serves them all.\n"
     "\n"
     "Examples:\n"
     "  sockit serve\n"
+    "  sockit serve --self-signed echo tls://127.0.0.1:7443 upper tls://127.0.0.1:55443\n"
     "  sockit serve echo tcp://:7 udp://:7 time tcp://127.0.0.1:8009\n";
 
 #define MAX_SERVICES 64
@@ -63,6 +68,8 @@ typedef struct {
   uint64_t idle_ms, grace_ms;
   int verbose;
   sk_loop_t *main_loop;
+  cli_tls_t tls;         /* the TLS flags, for every tls:// endpoint */
+  sk_tls_ctx_t *tls_ctx; /* made at the first tls:// endpoint */
 } serve_t;
 
 static void print_usage(void) {
@@ -107,11 +114,23 @@ static int ensure_server(serve_t *sv, hosted_t *h) {
                         .idle_timeout_ms = h->idle_ms,
                         .grace_ms = sv->grace_ms,
                         .on_error = error_line,
-                        .on_log = sv->verbose ? log_line : NULL};
+                        .on_log = sv->verbose ? log_line : NULL,
+                        .tls_timeout_ms = sv->tls.handshake_ms};
   int r = sk_server_new(&h->srv, &o);
   if (r < 0)
     cli_error("%s: %s", h->svc->name, sk_strerror(r));
   return r;
+}
+
+/* The TLS context every tls:// endpoint shares, made (and its pin
+ * printed) at the first; name is that endpoint. Returns EXIT_OK,
+ * EXIT_USAGE (no certificate asked for) or EXIT_NET. */
+static int need_tls(serve_t *sv, const char *name) {
+  if (sv->tls_ctx)
+    return EXIT_OK;
+  if (cli_tls_server_check(&sv->tls, 1, "serve") < 0)
+    return EXIT_USAGE;
+  return (sv->tls_ctx = cli_tls_context(&sv->tls, 1, name)) ? EXIT_OK : EXIT_NET;
 }
 
 /* Binds one endpoint for a service. Returns EXIT_OK, EXIT_USAGE or EXIT_NET. */
@@ -125,7 +144,11 @@ static int add_endpoint(serve_t *sv, hosted_t *h, const char *text, int workers)
   if (ensure_server(sv, h) < 0)
     return EXIT_NET;
   sk_sockopts_t so = {.nodelay = 1, .reuseport = workers != 1 && !svc_single_loop(h->svc)};
-  if (sk_server_listen(h->srv, &ep, &so, err, sizeof err) < 0) {
+  int code = (ep.flags & SK_EP_TLS) ? need_tls(sv, text) : EXIT_OK;
+  if (code != EXIT_OK)
+    return code;
+  if (((ep.flags & SK_EP_TLS) ? sk_server_listen_tls(h->srv, &ep, &so, sv->tls_ctx, err, sizeof err)
+                              : sk_server_listen(h->srv, &ep, &so, err, sizeof err)) < 0) {
     cli_error("%s: %s", h->svc->name, err);
     return EXIT_NET;
   }
@@ -192,6 +215,21 @@ static int add_relay(serve_t *sv, char **words, int nw, const char *path, int li
     cli_error("%s:%d: relay needs LISTEN and at least one TARGET", path, lineno);
     return EXIT_USAGE;
   }
+  for (int i = 1; i < neps; i++)
+    if (eps[i].flags & SK_EP_TLS) {
+      cli_error("%s:%d: tls:// targets need a client's trust (--ca, --pin): use 'sockit relay' "
+                "for them",
+                path, lineno);
+      return EXIT_USAGE;
+    }
+  if (eps[0].flags & SK_EP_TLS) { /* terminates TLS with serve's certificate */
+    char name[SK_ENDPOINT_STRLEN];
+    int code = need_tls(sv, sk_endpoint_format(&eps[0], name, sizeof name));
+    if (code != EXIT_OK)
+      return code;
+    o.tls_server = sv->tls_ctx;
+    o.tls_timeout_ms = sv->tls.handshake_ms;
+  }
   if (sv->nrelays == MAX_SERVICES)
     return EXIT_USAGE;
   if (sk_relay_new(&sv->relays[sv->nrelays], &eps[0], eps + 1, neps - 1, &so, &o, err,
@@ -223,6 +261,13 @@ static int read_config(serve_t *sv, const char *path, int workers) {
     if (nw == 0)
       continue;
     if (strcmp(words[0], "xfer") == 0) { /* the file drop box: cli/serve_xfer.c */
+      /* A tls:// drop box terminates TLS with the certificate of every
+       * other tls:// endpoint (borrowed; freed after serve_xfer_free). */
+      for (int i = 1; i < nw && code == EXIT_OK; i++)
+        if (strncmp(words[i], "tls://", 6) == 0 && (code = need_tls(sv, words[i])) == EXIT_OK)
+          serve_xfer_use_tls(sv->tls_ctx, sv->tls.handshake_ms);
+      if (code != EXIT_OK)
+        break;
       code = serve_xfer_config(words + 1, nw - 1, path, lineno, sv->verbose);
       continue;
     }
@@ -283,6 +328,16 @@ static void print_table(const serve_t *sv) {
   }
   serve_xfer_table();
   fflush(stdout);
+  /* The chat's web side: the address to open in a browser. */
+  for (int i = 0; i < sv->n; i++)
+    for (int j = 0; sv->hosted[i].svc == &svc_chat_web; j++) {
+      const sk_listener_t *l = sk_server_listener(sv->hosted[i].srv, j);
+      char url[SK_ENDPOINT_STRLEN + 16];
+      if (!l)
+        break;
+      if (cli_listener_url(l, url, sizeof url)[0])
+        cli_error("chat page: %s", url);
+    }
 }
 
 static void on_stop_signal(sk_loop_t *loop, int signo, void *data) {
@@ -317,6 +372,7 @@ static int run(int argc, char **argv) {
                                            {"idle-timeout", required_argument, 0, OPT_IDLE},
                                            {"grace", required_argument, 0, OPT_GRACE},
                                            {"verbose", no_argument, 0, 'v'},
+                                           CLI_TLS_LONGOPTS,
                                            {0, 0, 0, 0}};
   static serve_t sv;
   memset(&sv, 0, sizeof sv);
@@ -348,7 +404,13 @@ static int run(int argc, char **argv) {
         sv.grace_ms = 1;
       break;
     case 'v': sv.verbose = 1; break;
-    default: return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
+    default:
+      if (c >= CLI_TLS_CA && c <= CLI_TLS_TIMEOUT) {
+        if (cli_tls_option(&sv.tls, c, optarg, "serve") < 0)
+          return EXIT_USAGE;
+        break;
+      }
+      return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
     }
   }
   if (workers == 0) {
@@ -392,6 +454,9 @@ static int run(int argc, char **argv) {
     if (code == EXIT_OK && h && h->nendpoints == 0)
       code = cli_usage_error("serve", "service '%s' needs at least one endpoint", h->svc->name);
   }
+  /* TLS flags with no tls:// endpoint to use them */
+  if (code == EXIT_OK && !sv.tls_ctx && cli_tls_server_check(&sv.tls, 0, "serve") < 0)
+    code = EXIT_USAGE;
   worker_t *w = NULL;
   if (code != EXIT_OK)
     goto out;
@@ -441,6 +506,7 @@ out:
   for (int i = 0; i < sv.nrelays; i++)
     sk_relay_free(sv.relays[i]);
   serve_xfer_free();
+  sk_tls_ctx_free(sv.tls_ctx); /* after the servers and relays that borrowed it */
   return code;
 }
 

@@ -4,7 +4,12 @@
  * thread (see src/services/xfer_dropbox.c), so a disk write or a hash never
  * stalls the services on the loop. Here it is only configured, listed,
  * attached to loop 0 (which it keeps alive until it has finished), stopped
- * and freed, the way serve.c handles relays. */
+ * and freed, the way serve.c handles relays.
+ *
+ * A tls:// LISTEN terminates TLS in the drop box's thread with the hub's
+ * certificate: the context serve.c makes from its --cert/--key or
+ * --self-signed for every tls:// endpoint, handed over with
+ * serve_xfer_use_tls (borrowed: serve.c frees it after serve_xfer_free). */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +22,13 @@
 
 static svc_dropbox_t *boxes[MAX_DROPBOXES];
 static int nboxes;
+static sk_tls_ctx_t *hub_tls;      /* the hub's server context, or NULL */
+static uint64_t hub_tls_timeout_ms; /* and its --tls-timeout */
+
+void serve_xfer_use_tls(sk_tls_ctx_t *ctx, uint64_t handshake_ms) {
+  hub_tls = ctx;
+  hub_tls_timeout_ms = handshake_ms;
+}
 
 /* A drop box's log line, on stderr with its prefix. */
 static void box_log(void *ctx, const char *line) {
@@ -24,7 +36,8 @@ static void box_log(void *ctx, const char *line) {
   cli_error("xfer: %s", line);
 }
 
-/* Binds one drop box. Returns EXIT_OK or EXIT_NET / EXIT_USAGE. */
+/* Binds one drop box (a tls:// one with the hub's context). Returns
+ * EXIT_OK or EXIT_NET / EXIT_USAGE. */
 static int add(const char *endpoint, svc_dropbox_opts_t *o) {
   char err[SK_ERRLEN];
   sk_endpoint_t ep;
@@ -35,6 +48,15 @@ static int add(const char *endpoint, svc_dropbox_opts_t *o) {
   if (sk_endpoint_parse(&ep, endpoint, SK_EP_LISTEN, err, sizeof err) < 0) {
     cli_error("xfer: %s", err);
     return EXIT_USAGE;
+  }
+  if (ep.flags & SK_EP_TLS) {
+    if (!hub_tls) {
+      cli_error("xfer %s: a tls:// drop box needs the hub's certificate: sockit serve --cert "
+                "FILE --key FILE, or --self-signed", endpoint);
+      return EXIT_USAGE;
+    }
+    o->tls = hub_tls;
+    o->tls_timeout_ms = hub_tls_timeout_ms;
   }
   o->log = box_log;
   sk_sockopts_t so = {.nodelay = 1};
@@ -113,4 +135,5 @@ void serve_xfer_free(void) {
   for (int i = 0; i < nboxes; i++)
     svc_dropbox_free(boxes[i]);
   nboxes = 0;
+  hub_tls = NULL;
 }

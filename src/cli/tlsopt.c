@@ -28,6 +28,36 @@ int cli_tls_option(cli_tls_t *t, int c, const char *arg, const char *cmd) {
   return 1;
 }
 
+int cli_tls_server_check(const cli_tls_t *t, int has_tls, const char *cmd) {
+  const sk_tls_config_t *c = &t->cfg;
+  if (!has_tls) {
+    if (t->any) {
+      cli_usage_error(cmd, "TLS options need a tls:// endpoint");
+      return -1;
+    }
+    return 0;
+  }
+  if (c->ca_file || c->pin || c->insecure) {
+    cli_usage_error(cmd, "--ca, --pin and --insecure are for clients; a server takes --cert "
+                         "FILE --key FILE or --self-signed (and --client-ca FILE)");
+    return -1;
+  }
+  if (c->cert_file && c->self_signed) {
+    cli_usage_error(cmd, "--cert and --self-signed contradict each other: choose one");
+    return -1;
+  }
+  if (c->key_file && !c->cert_file) {
+    cli_usage_error(cmd, "--key needs --cert FILE");
+    return -1;
+  }
+  if (!c->cert_file && !c->self_signed) {
+    cli_usage_error(cmd, "a tls:// endpoint needs a certificate: --cert FILE --key FILE, or "
+                         "--self-signed");
+    return -1;
+  }
+  return 0;
+}
+
 sk_tls_ctx_t *cli_tls_context(cli_tls_t *t, int server, const char *name) {
   char err[SK_ERRLEN];
   sk_tls_ctx_t *ctx;

@@ -41,6 +41,23 @@ enum { CLI_TLS_CA = 600, CLI_TLS_PIN, CLI_TLS_INSECURE, CLI_TLS_CERT, CLI_TLS_KE
  * -1 after printing a usage error. */
 int cli_tls_option(cli_tls_t *t, int c, const char *arg, const char *cmd);
 
+/* The server-side TLS flags of a command with tls:// endpoints (serve,
+ * chat serve): "  --cert ... --tls-timeout" lines for its help. */
+#define CLI_TLS_SERVER_HELP                                                                   \
+  "TLS (tls://host:port endpoints):\n"                                                         \
+  "  --cert FILE, --key FILE the server's certificate chain and key (PEM)\n"                 \
+  "  --self-signed           make one instead (kept in --state-dir) and print its pin\n"    \
+  "  --state-dir DIR         where --self-signed keeps it (default ~/.local/state/sockit)\n" \
+  "  --client-ca FILE        require client certificates signed by FILE's CAs\n"            \
+  "  --tls-timeout SECS      a client's handshake deadline (default 10)\n"
+
+/* Checks the TLS flags of a server command: with tls:// endpoints
+ * (has_tls) a certificate is needed (--cert [--key] or --self-signed, not
+ * both), and the client-only flags (--ca, --pin, --insecure) are refused;
+ * without, any TLS flag is refused. Prints the usage error and returns -1,
+ * or returns 0. */
+int cli_tls_server_check(const cli_tls_t *t, int has_tls, const char *cmd);
+
 /* Builds the context for an endpoint (server or client); prints the error
  * and returns NULL on failure. A server prints its fingerprint; a client
  * with --insecure prints what it skips. */

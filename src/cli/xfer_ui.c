@@ -389,8 +389,63 @@ int xui_endpoint(const char *cmd, const char *text, sk_ep_mode_t mode, sk_endpoi
   if (sk_endpoint_parse(ep, text, mode, err, sizeof err) < 0)
     return cli_usage_error(cmd, "%s", err);
   if (ep->kind == SK_EP_STDIO || sk_endpoint_socktype(ep) != SOCK_STREAM)
-    return cli_usage_error(cmd, "'%s': a file transfer needs a stream endpoint (tcp://... or "
-                                "unix:...)", text);
+    return cli_usage_error(cmd, "'%s': a file transfer needs a stream endpoint (tcp://..., "
+                                "tls://... or unix:...)", text);
+  return 0;
+}
+
+int xui_tls_setup(const char *cmd, cli_tls_t *t, const sk_endpoint_t *ep, int listens,
+                  sk_tls_ctx_t **ctx) {
+  *ctx = NULL;
+  if (!(ep->flags & SK_EP_TLS))
+    return t->any ? cli_usage_error(cmd, "TLS options need a tls:// endpoint") : 0;
+  if (listens && t->cfg.pin)
+    return cli_usage_error(cmd, "--pin is for the side that connects; this side listens (give "
+                                "it --self-signed or --cert/--key, and the other side --pin)");
+  char name[SK_ENDPOINT_STRLEN];
+  sk_endpoint_format(ep, name, sizeof name);
+  *ctx = cli_tls_context(t, listens, name);
+  if (*ctx)
+    return 0;
+  return !listens && t->cfg.pin && t->cfg.insecure ? EXIT_USAGE : EXIT_NET;
+}
+
+int xui_tls_start(xfer_conn_t *c, sk_tls_ctx_t *ctx, const cli_tls_t *t, const char *peer_name,
+                  int verbose) {
+  char err[SK_ERRLEN];
+  if (!ctx)
+    return 0;
+  int r = sk_tls_new(&c->tls, ctx, c->fd, peer_name);
+  if (r < 0) {
+    c->tls = NULL;
+    cli_error("tls %s: %s", c->peer, sk_strerror(r));
+    return r;
+  }
+  r = xfer_tls_handshake(c, !peer_name, t->handshake_ms, err, sizeof err);
+  if (r == SK_EBADINPUT && !peer_name && strstr(err, "alert")) {
+    /* As the server, a client's alert is what its verification said of
+     * our certificate: tell this side's user what the peer needs. */
+    char fp[SK_TLS_FINGERPRINT_LEN];
+    cli_error("tls %s: the peer ended the handshake (%s); if it does not trust this "
+              "certificate, it needs --pin %s, or --ca with the CA that signed it",
+              c->peer, err, sk_tls_ctx_fingerprint(ctx, fp, sizeof fp));
+  } else if (r == SK_EBADINPUT && strncmp(err, "protocol version", 16) == 0) {
+    cli_error("tls %s: %s; if the other side is a sockit on a tcp:// endpoint, give it a "
+              "tls:// one", c->peer, err);
+  } else if (r < 0) {
+    cli_error("tls %s: %s", c->peer, err);
+  }
+  if (r < 0) {
+    sk_tls_free(c->tls);
+    c->tls = NULL;
+    return r;
+  }
+  if (verbose) {
+    char how[96], fp[SK_TLS_FINGERPRINT_LEN];
+    cli_error("tls %s: %s, peer certificate %s", c->peer,
+              sk_tls_describe(c->tls, how, sizeof how),
+              sk_tls_peer_fingerprint(c->tls, fp, sizeof fp)[0] ? fp : "(none)");
+  }
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "cli/cli.h"
+#include "cli/tlsopt.h"
 #include "services/xfer.h"
 
 typedef struct {
@@ -57,6 +58,22 @@ int xui_endpoint(const char *cmd, const char *text, sk_ep_mode_t mode, sk_endpoi
  * connected fd, -ECANCELED, or a negative errno (message printed). peer is
  * filled for messages. */
 int xui_accept(const sk_listener_t *l, int cancel_fd, char *peer, size_t peerlen);
+
+/* TLS options for a transfer endpoint: a usage error when they are given
+ * without tls://; otherwise the context (a server's when this side
+ * listens, which prints its pin for the peer's --pin) in *ctx, NULL for a
+ * plain endpoint. Returns 0, EXIT_USAGE or EXIT_NET (message printed). */
+int xui_tls_setup(const char *cmd, cli_tls_t *t, const sk_endpoint_t *ep, int listens,
+                  sk_tls_ctx_t **ctx);
+
+/* Starts TLS on the connected c when ctx is set: a session over c->fd
+ * (peer_name: the host name to verify as a client, NULL as a server) and
+ * its handshake within the --tls-timeout, interruptible through
+ * c->cancel_fd. With verbose, says what was agreed and the peer's pin.
+ * Returns 0 (c->tls set, or nothing to do), else the negative code after
+ * printing "tls PEER: why". */
+int xui_tls_start(xfer_conn_t *c, sk_tls_ctx_t *ctx, const cli_tls_t *t, const char *peer_name,
+                  int verbose);
 
 /* Opens a listener for ep, announces it ("listening on", only on a
  * terminal or for port 0) and writes port_file. Returns 0 or EXIT_NET. */

@@ -7,6 +7,8 @@
 
 #include "sk_config.h"
 #include "sockit/buf.h"
+#include "sockit/server.h"
+#include "sockit/tls.h"
 
 /* The current errno as a negative code, never 0 (callers return it as a failure). */
 static inline int sk__neg_errno(void) { return errno ? -errno : -EIO; }
@@ -19,5 +21,33 @@ uint64_t sk__now_ms(void);
  * SK_BUF_MIN_ALLOC: a connection's short reply costs a short allocation.
  * No-op if b has storage. Returns 0 or -ENOMEM. */
 int sk__buf_first_alloc(sk_buf_t *b, size_t len);
+
+/* ---- TLS in the server framework ----
+ * server.c reaches TLS only through this table, which sk_server_listen_tls
+ * (server_tls.c) hands over: a program that never binds a TLS listener
+ * links no TLS code, so a static libsockit.a needs no libssl for it. */
+typedef struct {
+  /* A server session on fd, its record buffers freed while empty. */
+  int (*session_new)(sk_tls_t **out, sk_tls_ctx_t *ctx, int fd);
+  void (*session_free)(sk_tls_t *t);
+  int (*handshake)(sk_tls_t *t, unsigned *want, char *err, size_t errlen);
+  ssize_t (*read)(sk_tls_t *t, void *buf, size_t len, unsigned *want);
+  ssize_t (*write)(sk_tls_t *t, const void *buf, size_t len, unsigned *want);
+  size_t (*pending)(const sk_tls_t *t);
+  void (*close_notify)(sk_tls_t *t);
+  const char *(*last_error)(const sk_tls_t *t);
+} sk__server_tls_t;
+
+/* Binds ep as s's next listener (server.c): TLS with ctx through ops when
+ * ctx is not NULL (both borrowed for the server's life), plain otherwise.
+ * Returns 0 or a negative errno with a message in err. */
+int sk__server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *o,
+                      sk_tls_ctx_t *ctx, const sk__server_tls_t *ops, char *err, size_t errlen);
+
+/* tls.c, for server_tls.c: 1 if ctx was made for the server side; and a
+ * session that frees its record buffers whenever they are empty, so an
+ * idle connection holds no TLS buffer either (SSL_MODE_RELEASE_BUFFERS). */
+int sk__tls_ctx_is_server(const sk_tls_ctx_t *ctx);
+void sk__tls_release_buffers(sk_tls_t *t);
 
 #endif

@@ -1,6 +1,6 @@
 /* server.c - the socketserver framework: listeners, connections with bounded
  * buffers and backpressure, datagram dispatch, limits, idle timeouts,
- * graceful shutdown, worker threads.
+ * graceful shutdown, worker threads, TLS.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -42,11 +42,24 @@
 
 typedef struct instance instance_t;
 
+/* What a connection of a TLS listener has besides a plain one (plain
+ * connections carry only a NULL pointer to it). */
+typedef struct {
+  sk_tls_t *tls;
+  int handshaking;       /* not open yet: the handler does not know it */
+  unsigned rwant, wwant; /* what a read / write waits for; 0 = the usual */
+  /* The handshake's deadline; once open, a zero-delay wake-up to read
+   * decrypted bytes the session holds (the socket will not say so). */
+  sk_timer_t timer;
+} conn_tls_t;
+
 struct sk_conn {
   instance_t *inst;
   sk_io_t io;
   int fd;
   int message;
+  int opened;             /* on_open was called: on_close will be */
+  conn_tls_t *t;          /* TLS connections only */
   sk_buf_t in, out;
   void *data;
   sk_sockaddr_t peer;
@@ -67,6 +80,8 @@ typedef struct {
   int fd;
   int own;   /* this instance's own SO_REUSEPORT socket: close it at stop */
   int dgram;
+  int message;      /* unix-seqpacket */
+  sk_tls_ctx_t *tls; /* a TLS listener's context (the server's, borrowed) */
 } inst_listener_t;
 
 struct instance {
@@ -99,6 +114,8 @@ struct sk_server {
   sk_server_opts_t o;
   sk_listener_t ls[MAX_LISTENERS];
   sk_sockopts_t lopts[MAX_LISTENERS];
+  sk_tls_ctx_t *ltls[MAX_LISTENERS]; /* per listener: TLS context or NULL */
+  const sk__server_tls_t *tls_ops;   /* TLS functions, once a TLS listener is bound */
   int nls;
   instance_t *instances;
   atomic_int stopping;
@@ -106,6 +123,7 @@ struct sk_server {
 };
 
 static void conn_update(sk_conn_t *c);
+static void conn_dispatch(sk_conn_t *c, sk_buf_t *in);
 static void instance_finish(instance_t *in);
 static void flush_unlink(sk_conn_t *c);
 
@@ -135,6 +153,11 @@ static void free_conn(sk_loop_t *loop, void *data) {
   (void)loop;
   sk_buf_free(&c->in);
   sk_buf_free(&c->out);
+  if (c->t) {
+    if (c->t->tls)
+      c->inst->srv->tls_ops->session_free(c->t->tls);
+    free(c->t);
+  }
   free(c);
 }
 
@@ -147,9 +170,10 @@ static void resume_accepting(instance_t *in) {
       sk_io_set(in->loop, &in->ls[i].io, SK_READABLE);
 }
 
-/* Closes c now (its fd, its watcher), tells the handler, and frees it after
- * this round: c may be the connection whose callback is running. */
-static void conn_close_now(sk_conn_t *c, int reason) {
+/* Closes c now (its fd, its watcher), tells the handler if it knows c,
+ * and frees it after this round: c may be the connection whose callback is
+ * running. `why`, if not NULL, replaces the reason's words in the log. */
+static void conn_end(sk_conn_t *c, int reason, const char *why_text) {
   if (c->closed)
     return;
   instance_t *in = c->inst;
@@ -157,6 +181,8 @@ static void conn_close_now(sk_conn_t *c, int reason) {
   c->closed = 1;
   flush_unlink(c);
   sk_timer_stop(in->loop, &c->linger);
+  if (c->t)
+    sk_timer_stop(in->loop, &c->t->timer);
   sk_io_stop(in->loop, &c->io);
   close(c->fd);
   if (c->prev)
@@ -166,7 +192,7 @@ static void conn_close_now(sk_conn_t *c, int reason) {
   if (c->next)
     c->next->prev = c->prev;
   in->nconns--;
-  if (s->o.handler->on_close)
+  if (c->opened && s->o.handler->on_close)
     s->o.handler->on_close(c, reason);
   if (s->o.on_log) {
     char p[SK_ENDPOINT_STRLEN], line[SK_ERRLEN];
@@ -175,7 +201,7 @@ static void conn_close_now(sk_conn_t *c, int reason) {
              sk_sockaddr_format(&c->peer, p, sizeof p), (unsigned long long)c->bytes_in,
              (unsigned long long)c->bytes_out,
              (double)(sk_loop_now(in->loop) - c->started) / 1000.0,
-             reason >= 0 && reason <= 3 ? why[reason] : "closed");
+             why_text ? why_text : reason >= 0 && reason <= 3 ? why[reason] : "closed");
     s->o.on_log(s->o.ctx, line);
   }
   if (sk_loop_defer(in->loop, free_conn, c) < 0)
@@ -185,13 +211,39 @@ static void conn_close_now(sk_conn_t *c, int reason) {
     instance_finish(in);
 }
 
+static void conn_close_now(sk_conn_t *c, int reason) {
+  const char *why = NULL;
+  char text[SK_ERRLEN];
+  /* A TLS failure after the handshake: the log says what it was. */
+  const sk__server_tls_t *ops = c->inst->srv->tls_ops;
+  if (reason == SK_CLOSE_ERROR && c->t && c->t->tls && ops->last_error(c->t->tls)[0]) {
+    snprintf(text, sizeof text, "error: %s", ops->last_error(c->t->tls));
+    why = text;
+  }
+  conn_end(c, reason, why);
+}
+
+/* Writes held output through c's TLS session. Same results as
+ * sk_buf_write_fd. The session may need the socket readable first (wwant):
+ * a retry passes the same first bytes, as OpenSSL requires, because the
+ * queue only grows at its tail until they are written. */
+static ssize_t tls_write(sk_conn_t *c) {
+  unsigned want = 0;
+  ssize_t n = c->inst->srv->tls_ops->write(c->t->tls, sk_buf_head(&c->out), sk_buf_len(&c->out),
+                                          &want);
+  c->t->wwant = n == SK_EAGAIN ? want : 0;
+  if (n > 0)
+    sk_buf_consume(&c->out, (size_t)n);
+  return n;
+}
+
 /* Writes queued output. Returns 0, or -1 if the connection was closed (or
  * is lingering before its close). */
 static int conn_flush(sk_conn_t *c) {
   if (c->closed || c->lingering)
     return -1;
   while (sk_buf_len(&c->out)) {
-    ssize_t n = sk_buf_write_fd(&c->out, c->fd, 1);
+    ssize_t n = c->t ? tls_write(c) : sk_buf_write_fd(&c->out, c->fd, 1);
     if (n == SK_EAGAIN)
       break;
     if (n < 0) {
@@ -202,6 +254,8 @@ static int conn_flush(sk_conn_t *c) {
     c->last_activity = sk_loop_now(c->inst->loop);
   }
   if (c->closing && sk_buf_len(&c->out) == 0) {
+    if (c->t)
+      c->inst->srv->tls_ops->close_notify(c->t->tls); /* a graceful end, said in TLS */
     if (c->rd_eof || c->message) {
       conn_close_now(c, SK_CLOSE_NORMAL);
       return -1;
@@ -277,17 +331,154 @@ static void conn_dispatch(sk_conn_t *c, sk_buf_t *in) {
     conn_update(c);
 }
 
+/* 1 if c may read more input: not at its end, not closing, output below
+ * half its limit (backpressure), room in the input buffer. */
+static int conn_wants_input(const sk_conn_t *c) {
+  return !c->rd_eof && !c->closing && sk_buf_len(&c->out) <= c->out.limit / 2 &&
+         sk_buf_space(&c->in) > 0 && (!c->message || sk_buf_len(&c->in) == 0);
+}
+
 static void conn_update(sk_conn_t *c) {
   if (c->closed || c->lingering)
     return;
-  size_t out_limit = c->out.limit;
   unsigned ev = 0;
-  if (!c->rd_eof && !c->closing && sk_buf_len(&c->out) <= out_limit / 2 &&
-      sk_buf_space(&c->in) > 0 && (!c->message || sk_buf_len(&c->in) == 0))
+  if (c->t) {
+    /* A TLS read or write may wait for the other readiness (a read that
+     * must first send, a write that must first receive). */
+    if (c->t->handshaking)
+      return; /* the handshake watches the socket itself */
+    int rd = conn_wants_input(c);
+    if (rd)
+      ev |= c->t->rwant ? c->t->rwant : SK_READABLE;
+    if (sk_buf_len(&c->out))
+      ev |= c->t->wwant ? c->t->wwant : SK_WRITABLE;
+    sk_io_set(c->inst->loop, &c->io, ev);
+    /* Decrypted bytes held in the session do not make the socket readable. */
+    if (rd && c->inst->srv->tls_ops->pending(c->t->tls) && !sk_timer_active(&c->t->timer))
+      sk_timer_start(c->inst->loop, &c->t->timer, 0, 0);
+    return;
+  }
+  if (conn_wants_input(c))
     ev |= SK_READABLE;
   if (sk_buf_len(&c->out))
     ev |= SK_WRITABLE;
   sk_io_set(c->inst->loop, &c->io, ev);
+}
+
+/* The socket took output: write more, and when the queue drained below
+ * half its limit let the handler see input it may have held back. Returns
+ * 0, or -1 if c is closed or lingering. */
+static int conn_writable(sk_conn_t *c) {
+  size_t before = sk_buf_len(&c->out);
+  if (conn_flush(c) < 0)
+    return -1;
+  if (before > c->out.limit / 2 && sk_buf_len(&c->out) <= c->out.limit / 2 &&
+      sk_buf_len(&c->in))
+    conn_dispatch(c, &c->in);
+  return c->closed ? -1 : 0;
+}
+
+/* ---- TLS connections ------------------------------------------------------------------ */
+
+/* Reads decrypted input (up to READ_CHUNK per wake-up, record after
+ * record) and gives it to the handler. What arrived before a failure is
+ * still handed over; then the connection closes with the error. */
+static void tls_read(sk_conn_t *c) {
+  conn_tls_t *t = c->t;
+  sk_buf_t *in = sk_buf_len(&c->in) ? &c->in : &c->inst->shared_in;
+  size_t total = 0;
+  ssize_t n = SK_EAGAIN;
+  while (total < READ_CHUNK) {
+    size_t got;
+    char *p = sk_buf_reserve(in, READ_CHUNK - total, &got);
+    if (!p)
+      break; /* full: the rest waits in the session */
+    if (got > READ_CHUNK - total)
+      got = READ_CHUNK - total;
+    unsigned want = 0;
+    n = c->inst->srv->tls_ops->read(t->tls, p, got, &want);
+    t->rwant = n == SK_EAGAIN ? want : 0;
+    if (n <= 0)
+      break;
+    sk_buf_commit(in, (size_t)n);
+    total += (size_t)n;
+  }
+  if (total) {
+    c->bytes_in += total;
+    c->last_activity = sk_loop_now(c->inst->loop);
+  }
+  int failed = n < 0 && n != SK_EAGAIN && n != SK_EOF;
+  if (n == SK_EOF)
+    c->rd_eof = 1;
+  if (total || c->rd_eof)
+    conn_dispatch(c, in);
+  if (failed)
+    conn_close_now(c, SK_CLOSE_ERROR);
+  else if (!total && !c->rd_eof)
+    conn_update(c); /* what the session waits for may have changed */
+}
+
+/* Readiness on an open TLS connection: either may serve a read or a
+ * write, depending on what each waits for. */
+static void tls_io(sk_conn_t *c, unsigned ev) {
+  conn_tls_t *t = c->t;
+  unsigned rw = t->rwant ? t->rwant : SK_READABLE, ww = t->wwant ? t->wwant : SK_WRITABLE;
+  if (sk_buf_len(&c->out) && (ev & (ww | SK_HANGUP)) && conn_writable(c) < 0)
+    return;
+  if ((ev & (rw | SK_HANGUP)) && conn_wants_input(c)) {
+    tls_read(c);
+    return;
+  }
+  conn_update(c);
+}
+
+/* The zero-delay timer of an open connection: the session holds decrypted
+ * bytes; read them if the connection still wants input. */
+static void tls_pending_fired(sk_conn_t *c) {
+  if (c->closed || c->lingering)
+    return;
+  if (conn_wants_input(c))
+    tls_read(c);
+}
+
+static void conn_open(sk_conn_t *c);
+
+/* The handshake failed or timed out: said once (rate-limited) through
+ * on_error and in the connection's log line; the handler never knew c. */
+static void tls_failed(sk_conn_t *c, const char *msg) {
+  char p[SK_ENDPOINT_STRLEN], why[SK_ERRLEN];
+  report(c->inst, "tls %s: %s", sk_sockaddr_format(&c->peer, p, sizeof p), msg);
+  snprintf(why, sizeof why, "tls: %s", msg);
+  conn_end(c, SK_CLOSE_ERROR, why);
+}
+
+/* One step of the server handshake, on readiness. */
+static void tls_handshake_step(sk_conn_t *c) {
+  conn_tls_t *t = c->t;
+  unsigned want = 0;
+  char msg[SK_ERRLEN];
+  int r = c->inst->srv->tls_ops->handshake(t->tls, &want, msg, sizeof msg);
+  if (r == SK_EAGAIN) {
+    sk_io_set(c->inst->loop, &c->io, want);
+    return;
+  }
+  sk_timer_stop(c->inst->loop, &t->timer);
+  if (r < 0) {
+    tls_failed(c, msg);
+    return;
+  }
+  t->handshaking = 0;
+  c->last_activity = sk_loop_now(c->inst->loop);
+  conn_open(c);
+}
+
+static void tls_timer_fired(sk_loop_t *loop, sk_timer_t *tm) {
+  sk_conn_t *c = tm->data;
+  (void)loop;
+  if (c->t->handshaking)
+    tls_failed(c, "TLS handshake timed out");
+  else
+    tls_pending_fired(c);
 }
 
 static void on_conn(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
@@ -296,17 +487,15 @@ static void on_conn(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
     conn_drain(c);
     return;
   }
-  if (ev & SK_WRITABLE) {
-    size_t before = sk_buf_len(&c->out);
-    if (conn_flush(c) < 0)
-      return;
-    /* The queue drained below half: the handler may have held input back. */
-    if (before > c->out.limit / 2 && sk_buf_len(&c->out) <= c->out.limit / 2 &&
-        sk_buf_len(&c->in))
-      conn_dispatch(c, &c->in);
-    if (c->closed)
-      return;
+  if (c->t) {
+    if (c->t->handshaking)
+      tls_handshake_step(c);
+    else
+      tls_io(c, ev);
+    return;
   }
+  if (ev & SK_WRITABLE && conn_writable(c) < 0)
+    return;
   if (ev & (SK_READABLE | SK_HANGUP) && !c->rd_eof && !c->closing) {
     /* Input held from before is added to; otherwise read into the shared
      * buffer (seqpacket always: it reads only when nothing is held). */
@@ -423,6 +612,7 @@ void *sk_conn_ctx(const sk_conn_t *c) { return c->inst->srv->o.ctx; }
 const sk_sockaddr_t *sk_conn_peer(const sk_conn_t *c) { return &c->peer; }
 sk_loop_t *sk_conn_loop(const sk_conn_t *c) { return c->inst->loop; }
 int sk_conn_is_message(const sk_conn_t *c) { return c->message; }
+sk_tls_t *sk_conn_tls(const sk_conn_t *c) { return c->t ? c->t->tls : NULL; }
 sk_buf_t *sk_conn_input(sk_conn_t *c) {
   return c->inst->shared_owner == c ? &c->inst->shared_in : &c->in;
 }
@@ -442,7 +632,24 @@ long sk_line_next(const sk_buf_t *in, size_t max, size_t *len_no_eol) {
 
 /* ---- accepting ------------------------------------------------------------------------ */
 
-static void add_conn(instance_t *in, int fd, const sk_sockaddr_t *peer, int message) {
+/* Starts c's TLS session and its handshake deadline; the handshake itself
+ * runs on readiness (a server first waits for the ClientHello). Returns 0
+ * or -ENOMEM. */
+static int tls_start(sk_conn_t *c, sk_tls_ctx_t *ctx) {
+  instance_t *in = c->inst;
+  sk_server_t *s = in->srv;
+  if (!(c->t = calloc(1, sizeof *c->t)))
+    return -ENOMEM;
+  sk_timer_init(&c->t->timer, tls_timer_fired, c); /* before anything may fail */
+  if (s->tls_ops->session_new(&c->t->tls, ctx, c->fd) < 0)
+    return -ENOMEM;
+  c->t->handshaking = 1;
+  return sk_timer_start(in->loop, &c->t->timer,
+                        s->o.tls_timeout_ms ? s->o.tls_timeout_ms : SK_TLS_HANDSHAKE_TIMEOUT_MS, 0);
+}
+
+static void add_conn(instance_t *in, int fd, const sk_sockaddr_t *peer, int message,
+                     sk_tls_ctx_t *tls) {
   sk_server_t *s = in->srv;
   sk_conn_t *c = calloc(1, sizeof *c);
   if (!c) {
@@ -470,6 +677,20 @@ static void add_conn(instance_t *in, int fd, const sk_sockaddr_t *peer, int mess
     in->conns->prev = c;
   in->conns = c;
   in->nconns++;
+  if (tls && tls_start(c, tls) < 0) {
+    report(in, "out of memory: TLS connection dropped");
+    conn_end(c, SK_CLOSE_ERROR, "tls: out of memory");
+    return;
+  }
+  if (!c->t)
+    conn_open(c);
+}
+
+/* Gives c to the handler: on_open (which may refuse it), then its
+ * greeting is written. */
+static void conn_open(sk_conn_t *c) {
+  sk_server_t *s = c->inst->srv;
+  c->opened = 1;
   c->in_dispatch = 1;
   int refused = s->o.handler->on_open && s->o.handler->on_open(c) < 0;
   c->in_dispatch = 0;
@@ -489,10 +710,6 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   sk_server_t *s = in->srv;
   (void)loop;
   (void)ev;
-  int message = 0;
-  for (int i = 0; i < s->nls; i++)
-    if (l == &in->ls[i])
-      message = s->ls[i].ep.kind == SK_EP_UNIX_SEQPACKET;
   for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
     if (s->o.max_conns && in->nconns >= s->o.max_conns) {
       in->paused = 1;
@@ -516,7 +733,7 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
       close(fd);
       continue;
     }
-    add_conn(in, fd, &peer, message);
+    add_conn(in, fd, &peer, l->message, l->tls);
   }
 }
 
@@ -567,6 +784,8 @@ static void on_sweep(sk_loop_t *loop, sk_timer_t *t) {
   sk_conn_t *next;
   for (sk_conn_t *c = in->conns; c; c = next) {
     next = c->next;
+    if (c->t && c->t->handshaking)
+      continue; /* the handshake has its own deadline */
     uint64_t quiet = now - c->last_activity;
     if (idle && quiet >= idle) {
       conn_close_now(c, SK_CLOSE_IDLE);
@@ -620,6 +839,15 @@ static void instance_begin_stop(instance_t *in) {
       in->ls[i].own = 0;
     }
   }
+  /* Clients still in their TLS handshake have nothing to finish. */
+  sk_conn_t *next;
+  for (sk_conn_t *c = in->conns; c; c = next) {
+    next = c->next;
+    if (c->t && c->t->handshaking)
+      conn_end(c, SK_CLOSE_SHUTDOWN, "tls: closed during the handshake: shutdown");
+  }
+  if (in->done)
+    return;
   if (in->nconns == 0) {
     instance_finish(in);
     return;
@@ -662,8 +890,8 @@ int sk_server_new(sk_server_t **out, const sk_server_opts_t *opts) {
   return 0;
 }
 
-int sk_server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *o, char *err,
-                     size_t errlen) {
+int sk__server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *o,
+                      sk_tls_ctx_t *tls, const sk__server_tls_t *ops, char *err, size_t errlen) {
   if (s->nls == MAX_LISTENERS)
     return sk_err_set(-ENOSPC, err, errlen, "listen: more than %d endpoints", MAX_LISTENERS);
   sk_sockopts_t opts;
@@ -674,9 +902,24 @@ int sk_server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_
   if (r < 0)
     return r;
   s->lopts[s->nls] = opts;
+  s->ltls[s->nls] = tls;
+  if (tls)
+    s->tls_ops = ops;
   s->nls++;
   return 0;
 }
+
+int sk_server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *o, char *err,
+                     size_t errlen) {
+  char text[SK_ENDPOINT_STRLEN];
+  if (ep->flags & SK_EP_TLS)
+    return sk_err_set(-EINVAL, err, errlen,
+                      "%s: a tls:// endpoint needs a TLS context (sk_server_listen_tls)",
+                      sk_endpoint_format(ep, text, sizeof text));
+  return sk__server_listen(s, ep, o, NULL, NULL, err, errlen);
+}
+
+/* sk_server_listen_tls is in server_tls.c. */
 
 const sk_listener_t *sk_server_listener(const sk_server_t *s, int i) {
   return i >= 0 && i < s->nls ? &s->ls[i] : NULL;
@@ -703,6 +946,8 @@ int sk_server_attach(sk_server_t *s, sk_loop_t *loop) {
     l->inst = in;
     l->fd = base->fd;
     l->dgram = sk_endpoint_socktype(&base->ep) == SOCK_DGRAM;
+    l->message = base->ep.kind == SK_EP_UNIX_SEQPACKET;
+    l->tls = s->ltls[i];
     if (!first && s->lopts[i].reuseport &&
         (base->ep.kind == SK_EP_TCP || base->ep.kind == SK_EP_UDP)) {
       /* Each worker its own socket on the same address: the kernel spreads
@@ -814,7 +1059,7 @@ void sk_server_free(sk_server_t *s) {
       sk_conn_t *c = in->conns;
       in->conns = c->next;
       close(c->fd);
-      if (s->o.handler->on_close)
+      if (c->opened && s->o.handler->on_close)
         s->o.handler->on_close(c, SK_CLOSE_SHUTDOWN);
       free_conn(NULL, c);
     }

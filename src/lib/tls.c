@@ -335,6 +335,8 @@ char *sk_tls_ctx_fingerprint(const sk_tls_ctx_t *ctx, char *buf, size_t len) {
 
 int sk_tls_ctx_generated(const sk_tls_ctx_t *ctx) { return ctx->generated; }
 
+int sk__tls_ctx_is_server(const sk_tls_ctx_t *ctx) { return ctx->server; }
+
 /* ---- sessions --------------------------------------------------------------------- */
 
 /* OpenSSL's socket BIO writes with write(), which raises SIGPIPE on a
@@ -466,6 +468,8 @@ static int handshake_error(sk_tls_t *t, int ssl_err, int saved_errno, char *err,
              reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION || reason == SSL_R_NO_PROTOCOLS_AVAILABLE) {
     snprintf(msg, sizeof msg,
              "protocol version: the peer does not speak TLS 1.2 or later (or not TLS at all)");
+  } else if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST) {
+    snprintf(msg, sizeof msg, "plain HTTP on a TLS port: the client should use https://");
   } else if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE ||
              reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED) {
     snprintf(msg, sizeof msg, "the peer did not present a client certificate, which is required");
@@ -546,6 +550,8 @@ ssize_t sk_tls_write(sk_tls_t *t, const void *buf, size_t len, unsigned *want) {
 }
 
 size_t sk_tls_pending(const sk_tls_t *t) { return (size_t)SSL_pending(t->ssl); }
+
+void sk__tls_release_buffers(sk_tls_t *t) { SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); }
 
 void sk_tls_close_notify(sk_tls_t *t) {
   ERR_clear_error();

@@ -51,6 +51,17 @@ enum {
   S_END_LF       /* the LF of the final empty line */
 };
 
+/* 1 if t[0..n) is an absolute-form target: scheme "://" and a non-empty
+ * authority (RFC 9112 section 3.2.2 asks servers to accept it). */
+static int absolute_form(const char *t, size_t n) {
+  size_t i = 0;
+  while (i < n && (((t[i] | 0x20) >= 'a' && (t[i] | 0x20) <= 'z') ||
+                   (i > 0 && ((t[i] >= '0' && t[i] <= '9') || t[i] == '+' || t[i] == '-' ||
+                              t[i] == '.'))))
+    i++;
+  return i > 0 && n - i > 3 && memcmp(t + i, "://", 3) == 0 && t[i + 3] != '/';
+}
+
 int sk_http_parse_request(const char *data, size_t len, size_t max_head,
                           sk_http_request_t *req) {
   const unsigned char *s = (const unsigned char *)data;
@@ -92,15 +103,17 @@ int sk_http_parse_request(const char *data, size_t len, size_t max_head,
       break;
     case S_TARGET0:
       mark = i;
-      if (c == '/')
-        state = S_TARGET;
+      if (c == '/' || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
+        state = S_TARGET; /* origin-form, or absolute-form (checked at its end) */
       else if (c == '*' && req->method_len == 7 && memcmp(req->method, "OPTIONS", 7) == 0)
         state = S_STAR;
       else
-        return SK_HTTP_BAD; /* absolute-form, authority-form, "*" for others, a second SP */
+        return SK_HTTP_BAD; /* "*" for other methods, a second SP, ... */
       break;
     case S_TARGET:
       if (c == ' ') {
+        if (data[mark] != '/' && !absolute_form(data + mark, i - mark))
+          return SK_HTTP_BAD; /* authority-form (CONNECT) or nonsense */
         req->target = data + mark;
         req->target_len = i - mark;
         mark = i + 1;

@@ -1206,9 +1206,7 @@ static void hub_free(void) {
   hub_bot = NULL;
 }
 
-/* The hub's chat, made on the first connection (on its loop); NULL when
- * out of memory. */
-static chat_t *hub_chat(sk_conn_t *c) {
+chat_t *chat_hub(sk_loop_t *loop) {
   if (!hub) {
     char err[SK_ERRLEN];
     if (!hub_bot && chatbot_new(&hub_bot, CHATBOT_NICK, NULL, err, sizeof err) < 0)
@@ -1218,14 +1216,14 @@ static chat_t *hub_chat(sk_conn_t *c) {
                      .flood_burst = CHAT_FLOOD_BURST,
                      .notices_max = CHAT_NOTICES_MAX,
                      .bot = hub_bot};
-    if (chat_new(&hub, &o, sk_conn_loop(c)) < 0)
+    if (chat_new(&hub, &o, loop) < 0)
       return NULL;
     atexit(hub_free);
   }
   return hub;
 }
 
-static int hub_open(sk_conn_t *c) { return line_open_with(hub_chat(c), c); }
+static int hub_open(sk_conn_t *c) { return line_open_with(chat_hub(sk_conn_loop(c)), c); }
 static void hub_data(sk_conn_t *c, sk_buf_t *in, int eof) { line_data_with(hub, c, in, eof); }
 static void hub_closed(sk_conn_t *c, int reason) {
   if (hub)

@@ -114,6 +114,12 @@ void chat_shutdown(chat_t *ch, const char *why);
 /* Clients connected now. */
 unsigned long chat_user_count(const chat_t *ch);
 
+/* The `sockit serve` hub's one chat, with the defaults and the bot's
+ * built-in behaviours, made on first use on loop (the hub's single loop)
+ * and freed at exit; its line transport is svc_chat, its web side
+ * svc_chat_web. NULL when out of memory. */
+chat_t *chat_hub(sk_loop_t *loop);
+
 /* The line transport: sk_server handler whose ctx is a chat_t. */
 extern const sk_handler_t chat_line_handler;
 

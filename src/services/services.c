@@ -3,11 +3,13 @@
 #include <time.h>
 
 #include "services/services.h"
+#include "services/web.h"
 
 const svc_t *const svc_all[] = {&svc_echo, &svc_discard, &svc_daytime, &svc_time, &svc_upper,
-                                &svc_chat, &svc_wc, NULL};
+                                &svc_chat, &svc_chat_web, &svc_wc, NULL};
 
-int svc_single_loop(const svc_t *svc) { return svc == &svc_chat; }
+/* The chat and its web side share the hub's one chat. */
+int svc_single_loop(const svc_t *svc) { return svc == &svc_chat || svc == &svc_chat_web; }
 
 uint64_t svc_idle_default_ms(const svc_t *svc) { return svc == &svc_wc ? SVC_WC_IDLE_MS : 0; }
 

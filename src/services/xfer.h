@@ -8,7 +8,10 @@
  *
  * Speed: the sender moves content with sendfile(); the receiver splice()s
  * it from the socket through a pipe into the file (or, behind the hub's
- * tserver stream, reads it into large buffers and pwrite()s them). SHA-256
+ * tserver stream, reads it into large buffers and pwrite()s them). Over
+ * TLS the bytes must pass through the session: the sender pread()s into
+ * the hashing thread's buffers and writes them with SSL, the receiver
+ * reads with SSL into those buffers and pwrite()s them. SHA-256
  * (OpenSSL libcrypto) runs on a second thread on both sides, overlapped
  * with the I/O and reading the page cache through a mapping, so hashing
  * does not halve the rate. Small files are batched: read whole and framed
@@ -27,6 +30,7 @@
 #include <sys/types.h>
 
 #include "sockit/sockit.h"
+#include "sockit/tls.h"
 #include "sockit/tserver.h"
 #include "sockit/xfer.h"
 
@@ -60,11 +64,17 @@
 /* One connected stream socket and how to wait on it. `fd` is non-blocking.
  * `stream` is set when the socket belongs to a tserver (the hub's drop
  * box): reads and writes then go through it, so the server's idle timeout
- * and stop reach the engine. `cancel_fd` (or -1): readable means give up
- * now (a signal's self-pipe); checked by every wait. */
+ * and stop reach the engine. `tls` (borrowed; the caller frees it after
+ * the engine returns) is set for a tls:// connection: every byte then
+ * goes through the session, never the socket directly (no sendfile, no
+ * splice), and data the session holds decrypted counts as readable.
+ * `stream` and `tls` are not set together. `cancel_fd` (or -1): readable
+ * means give up now (a signal's self-pipe, the drop box's stop timer);
+ * checked by every wait. */
 typedef struct {
   int fd;
   sk_stream_t *stream;
+  sk_tls_t *tls;
   int cancel_fd;
   uint64_t idle_ms; /* 0 = XFER_IDLE_MS_DEFAULT */
   char peer[SK_ENDPOINT_STRLEN]; /* for messages */
@@ -124,6 +134,24 @@ typedef struct {
   char peer[SK_ENDPOINT_STRLEN];
 } xfer_stats_t;
 
+/* ---- TLS ------------------------------------------------------------------------------ */
+
+/* Runs the handshake of c->tls (made by the caller with sk_tls_new on
+ * c->fd; server: this side accepted the connection) within timeout_ms
+ * (0 = SK_TLS_HANDSHAKE_TIMEOUT_MS), watching c->cancel_fd. A server
+ * whose client turns out to be a plain sockit answers it with an SKXF
+ * ERROR saying to use tls://. Returns 0, or a negative code with err
+ * filled: tls.c's words ("fingerprint mismatch: ...", "unknown issuer:
+ * ..."), "TLS handshake timed out" (SK_ETIMEDOUT), "interrupted"
+ * (-ECANCELED). After a failure on the peer's bytes (SK_EBADINPUT) the
+ * socket has been shut and read out (at most XFER_DRAIN_MS), so the peer
+ * sees what was said rather than a reset. */
+int xfer_tls_handshake(xfer_conn_t *c, int server, uint64_t timeout_ms, char *err,
+                       size_t errlen);
+/* Ends c's TLS session, if any: close_notify (best effort, never waits),
+ * then frees it and clears c->tls. The socket stays open. */
+void xfer_tls_end(xfer_conn_t *c);
+
 /* ---- the sender ---------------------------------------------------------------------- */
 
 typedef struct xfer_manifest xfer_manifest_t;
@@ -180,6 +208,9 @@ typedef struct svc_dropbox svc_dropbox_t;
 
 typedef struct {
   const char *dir;      /* copied */
+  sk_tls_ctx_t *tls;    /* a server context for a tls:// drop box, else NULL; borrowed
+                         * (it must outlive the drop box) */
+  uint64_t tls_timeout_ms; /* handshake deadline; 0 = SK_TLS_HANDSHAKE_TIMEOUT_MS */
   uint32_t max_files;   /* 0 = default */
   uint64_t max_total;   /* 0 = default */
   uint64_t idle_ms;     /* 0 = XFER_IDLE_MS_DEFAULT */

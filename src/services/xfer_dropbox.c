@@ -7,16 +7,26 @@
  * served in turn (the next waits in the listen backlog) and the server's
  * idle timeout and stop reach the transfer's reads and writes. The loop it
  * is attached to holds one eventfd watcher, only so that it keeps running
- * until the drop box has finished; the thread signals it when done. */
+ * until the drop box has finished; the thread signals it when done.
+ *
+ * A tls:// drop box runs each sender's handshake and transfer through a
+ * TLS session on the handler thread. The tserver's stream helpers cannot
+ * carry TLS, so there the engine waits on the socket itself: the idle
+ * timeout is the engine's own, and the stop reaches it through a timerfd
+ * armed at stop for the grace period, the engine's cancel fd. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "services/xfer_int.h"
 
@@ -27,6 +37,8 @@ struct svc_dropbox {
   pthread_t thread;
   int started;
   int done_fd; /* eventfd: the thread has ended */
+  int stop_timer; /* timerfd, readable from stop + grace on: cancels TLS transfers */
+  atomic_int stopped;
   sk_loop_t *loop;
   sk_io_t io;
 };
@@ -47,9 +59,8 @@ static void logf_(svc_dropbox_t *d, const char *fmt, ...) {
 
 static void on_warn(void *ctx, const char *msg) { logf_(ctx, "%s", msg); }
 
-/* One sender, start to end, on the tserver's handler thread. */
-static void handle(sk_stream_t *conn, void *ctx) {
-  svc_dropbox_t *d = ctx;
+/* One sender, start to end. */
+static void serve_sender(svc_dropbox_t *d, sk_stream_t *conn) {
   if (mkdir(d->dir, 0777) < 0 && errno != EEXIST) {
     logf_(d, "cannot make %s: %s", d->dir, strerror(errno));
     return;
@@ -67,7 +78,23 @@ static void handle(sk_stream_t *conn, void *ctx) {
   xfer_ui_t ui = {.ctx = d, .warn = on_warn};
   xfer_stats_t st;
   char err[SK_ERRLEN * 2], h[32];
+  if (d->o.tls) {
+    c.stream = NULL;
+    c.cancel_fd = d->stop_timer;
+    int r = sk_tls_new(&c.tls, d->o.tls, c.fd, NULL);
+    if (r == 0)
+      r = xfer_tls_handshake(&c, 1, d->o.tls_timeout_ms, err, sizeof err);
+    else
+      snprintf(err, sizeof err, "%s", sk_strerror(r));
+    if (r < 0) {
+      logf_(d, "%s: tls: %s", c.peer, err);
+      sk_tls_free(c.tls);
+      close(dirfd);
+      return;
+    }
+  }
   int rc = xfer_receive(&c, &ro, &ui, &st, err, sizeof err);
+  xfer_tls_end(&c);
   close(dirfd);
   double secs = (double)(st.ended_ms - st.started_ms) / 1000.0;
   if (rc == 0 && !d->o.verbose)
@@ -80,6 +107,15 @@ static void handle(sk_stream_t *conn, void *ctx) {
     logf_(d, "%s: %s", c.peer, err);
 }
 
+/* The tserver's handler thread. Its OpenSSL state (the per-thread random
+ * generators a handshake makes, the error queue) is freed here, before
+ * the tserver counts the thread as gone: left to the thread's exit, it
+ * could race with the process's own exit and OpenSSL's cleanup. */
+static void handle(sk_stream_t *conn, void *ctx) {
+  serve_sender(ctx, conn);
+  OPENSSL_thread_stop();
+}
+
 int svc_dropbox_new(svc_dropbox_t **out, const sk_endpoint_t *ep, const sk_sockopts_t *so,
                     const svc_dropbox_opts_t *o, char *err, size_t errlen) {
   if (sk_endpoint_socktype(ep) != SOCK_STREAM)
@@ -89,8 +125,16 @@ int svc_dropbox_new(svc_dropbox_t **out, const sk_endpoint_t *ep, const sk_socko
     return xfer_fail(-ENOMEM, err, errlen, "out of memory");
   d->o = *o;
   d->done_fd = -1;
+  d->stop_timer = -1;
+  if (o->tls && (d->stop_timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0) {
+    int e = -errno;
+    free(d);
+    return xfer_fail(e, err, errlen, "timerfd: %s", strerror(-e));
+  }
   d->dir = strdup(o->dir && o->dir[0] ? o->dir : SVC_DROPBOX_DIR);
   if (!d->dir) {
+    if (d->stop_timer >= 0)
+      close(d->stop_timer);
     free(d);
     return xfer_fail(-ENOMEM, err, errlen, "out of memory");
   }
@@ -102,6 +146,8 @@ int svc_dropbox_new(svc_dropbox_t **out, const sk_endpoint_t *ep, const sk_socko
                           .grace_ms = o->grace_ms};
   int r = sk_tserver_new(&d->ts, ep, so, &to, err, errlen);
   if (r < 0) {
+    if (d->stop_timer >= 0)
+      close(d->stop_timer);
     free(d->dir);
     free(d);
     return r;
@@ -159,7 +205,17 @@ int svc_dropbox_attach(svc_dropbox_t *d, sk_loop_t *loop) {
   return 0;
 }
 
-void svc_dropbox_stop(svc_dropbox_t *d) { sk_tserver_stop(d->ts); }
+void svc_dropbox_stop(svc_dropbox_t *d) {
+  sk_tserver_stop(d->ts);
+  /* TLS transfers: cancelled when the grace period ends, like the
+   * tserver's own I/O. Armed once: a second stop must not push it back. */
+  if (d->stop_timer >= 0 && atomic_exchange(&d->stopped, 1) == 0) {
+    uint64_t ms = d->o.grace_ms ? d->o.grace_ms : 2000;
+    struct itimerspec when = {.it_value = {.tv_sec = (time_t)(ms / 1000),
+                                           .tv_nsec = (long)(ms % 1000) * 1000000L + 1}};
+    timerfd_settime(d->stop_timer, 0, &when, NULL);
+  }
+}
 
 void svc_dropbox_free(svc_dropbox_t *d) {
   if (!d)
@@ -171,6 +227,8 @@ void svc_dropbox_free(svc_dropbox_t *d) {
   sk_tserver_free(d->ts);
   if (d->done_fd >= 0)
     close(d->done_fd);
+  if (d->stop_timer >= 0)
+    close(d->stop_timer);
   free(d->dir);
   free(d);
 }

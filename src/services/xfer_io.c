@@ -61,8 +61,14 @@ uint64_t xconn_idle(const xfer_conn_t *c) { return c->idle_ms ? c->idle_ms : XFE
 
 /* ---- the socket ------------------------------------------------------------------------ */
 
+/* Over TLS, a readable socket is not the only way to have something to
+ * read: bytes the session has already decrypted (a record read only in
+ * part) sit in the SSL object, and the socket may never become readable
+ * for them. Every wait for input asks the session first. */
 int xconn_poll(xfer_conn_t *c, short events, uint64_t wait_ms) {
   uint64_t deadline = xfer_now_ms() + wait_ms;
+  if ((events & POLLIN) && c->tls && sk_tls_pending(c->tls) > 0)
+    return POLLIN;
   for (;;) {
     struct pollfd p[2] = {{.fd = c->fd, .events = events},
                           {.fd = c->cancel_fd, .events = POLLIN}};
@@ -83,9 +89,30 @@ int xconn_poll(xfer_conn_t *c, short events, uint64_t wait_ms) {
   }
 }
 
+/* What a TLS call that returned SK_EAGAIN waits for, as poll events. */
+static short tls_events(unsigned want) { return want == SK_WRITABLE ? POLLOUT : POLLIN; }
+
+/* xconn_read over TLS: the session may need the socket writable to read
+ * (a TLS 1.3 key update it must answer). */
+static ssize_t tls_read(xfer_conn_t *c, void *buf, size_t len, uint64_t wait_ms) {
+  for (;;) {
+    unsigned want = 0;
+    ssize_t n = sk_tls_read(c->tls, buf, len, &want);
+    if (n != SK_EAGAIN)
+      return n;
+    int r = xconn_poll(c, tls_events(want), wait_ms);
+    if (r < 0)
+      return r;
+    if (r == 0)
+      return SK_ETIMEDOUT;
+  }
+}
+
 ssize_t xconn_read(xfer_conn_t *c, void *buf, size_t len, uint64_t wait_ms) {
   if (c->stream)
     return sk_stream_read(c->stream, buf, len);
+  if (c->tls)
+    return tls_read(c, buf, len, wait_ms);
   for (;;) {
     ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
     if (n > 0)
@@ -104,9 +131,44 @@ ssize_t xconn_read(xfer_conn_t *c, void *buf, size_t len, uint64_t wait_ms) {
   }
 }
 
+/* xconn_write over TLS. A partial write is retried with the rest of the
+ * same buffer, as SSL_write requires. While the session waits for the
+ * socket, what the peer sends is read into rd, through the session. */
+static int tls_write(xfer_conn_t *c, xin_t *rd, const char *p, size_t len) {
+  while (len) {
+    unsigned want = 0;
+    ssize_t n = sk_tls_write(c->tls, p, len, &want);
+    if (n > 0) {
+      p += n;
+      len -= (size_t)n;
+      continue;
+    }
+    if (n == SK_EOF)
+      return -EPIPE;
+    if (n != SK_EAGAIN)
+      return (int)n;
+    short ev = tls_events(want);
+    if (rd && rd->len < rd->cap)
+      ev |= POLLIN;
+    int r = xconn_poll(c, ev, xconn_idle(c));
+    if (r < 0)
+      return r;
+    if (r == 0)
+      return SK_ETIMEDOUT;
+    if ((r & (POLLIN | POLLHUP | POLLERR)) && rd) {
+      ssize_t got = xin_read_ready(rd, c);
+      if (got < 0 && got != SK_EOF)
+        return (int)got;
+    }
+  }
+  return 0;
+}
+
 int xconn_write(xfer_conn_t *c, xin_t *rd, const void *data, size_t len) {
   if (c->stream)
     return sk_stream_write(c->stream, data, len);
+  if (c->tls)
+    return tls_write(c, rd, data, len);
   const char *p = data;
   while (len) {
     ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -136,24 +198,47 @@ int xconn_write(xfer_conn_t *c, xin_t *rd, const void *data, size_t len) {
   return 0;
 }
 
-void xconn_drain(xfer_conn_t *c, uint64_t ms) {
+/* Shuts fd's write half and reads the peer out (through tls when set:
+ * the records must be taken off the socket, or closing it would reset the
+ * connection, and what the session already holds decrypted counts as
+ * readable) until its end or ms pass. */
+static void drain(int fd, sk_tls_t *tls, uint64_t ms) {
   char scrap[65536];
   uint64_t deadline = xfer_now_ms() + ms;
-  shutdown(c->fd, SHUT_WR);
+  shutdown(fd, SHUT_WR);
   for (;;) {
     uint64_t now = xfer_now_ms();
     if (now >= deadline)
       return;
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    short events = POLLIN;
+    if (tls) {
+      unsigned want = 0;
+      ssize_t got = sk_tls_read(tls, scrap, sizeof scrap, &want);
+      if (got > 0)
+        continue;
+      if (got != SK_EAGAIN)
+        return; /* the peer's close_notify or FIN, or an error: done either way */
+      events = tls_events(want);
+    }
+    struct pollfd p = {.fd = fd, .events = events};
     int n = poll(&p, 1, (int)(deadline - now));
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
       return;
-    ssize_t got = recv(c->fd, scrap, sizeof scrap, MSG_DONTWAIT);
+    if (tls)
+      continue;
+    ssize_t got = recv(fd, scrap, sizeof scrap, MSG_DONTWAIT);
     if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
       return;
   }
+}
+
+/* Over TLS the write half ends with close_notify before the FIN. */
+void xconn_drain(xfer_conn_t *c, uint64_t ms) {
+  if (c->tls)
+    sk_tls_close_notify(c->tls);
+  drain(c->fd, c->tls, ms);
 }
 
 void xconn_send_error(xfer_conn_t *c, xout_t *out, int code, const char *text) {
@@ -167,6 +252,78 @@ void xconn_send_error(xfer_conn_t *c, xout_t *out, int code, const char *text) {
   char err[SK_ERRLEN];
   if (xout_msg(out, c, NULL, &m, err, sizeof err) == 0)
     xout_flush(out, c, NULL, err, sizeof err);
+}
+
+/* ---- TLS ----------------------------------------------------------------------------- */
+
+/* A server's first look at its client, before TLS reads anything: a
+ * plain sockit opens with an SKXF HELLO (TLS with a handshake record, 22),
+ * and OpenSSL would drop it without a word. It is answered in its own
+ * protocol, with an ERROR frame that says what to do. Returns 1 when it
+ * was (message in err), 0 to go on with TLS, or a negative code. */
+static int plain_peer(xfer_conn_t *c, uint64_t deadline, char *err, size_t errlen) {
+  uint64_t now = xfer_now_ms();
+  int r = now >= deadline ? 0 : xconn_poll(c, POLLIN, deadline - now);
+  if (r == 0)
+    return xfer_fail(SK_ETIMEDOUT, err, errlen, "TLS handshake timed out");
+  if (r < 0)
+    return xfer_fail(r, err, errlen, "%s", xfer_strerror(r));
+  unsigned char first;
+  if (recv(c->fd, &first, 1, MSG_PEEK | MSG_DONTWAIT) != 1 || first != SK_XFER_HELLO)
+    return 0; /* not SKXF (or an error TLS will report): TLS decides */
+  static const char text[] = "this side speaks TLS only: connect to its tls:// endpoint "
+                             "(trusting it with --pin or --ca)";
+  sk_xfer_msg_t m = {.type = SK_XFER_ERROR};
+  m.u.error.code = SK_XFER_ERR_PROTOCOL;
+  m.u.error.text = text;
+  m.u.error.text_len = sizeof text - 1;
+  unsigned char frame[SK_XFER_FRAME_MAX];
+  long n = sk_xfer_encode(&m, frame, sizeof frame);
+  if (n > 0) { /* best effort: if it fails, the peer hears what OpenSSL would have said */
+    ssize_t sent = send(c->fd, frame, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)sent;
+  }
+  drain(c->fd, NULL, XFER_DRAIN_MS);
+  xfer_fail(SK_EBADINPUT, err, errlen,
+            "the peer speaks plain SKXF, not TLS: it needs a tls:// endpoint too");
+  return 1;
+}
+
+/* A handshake that failed on what the peer sent (not a timeout) ends with
+ * the socket read out, as after an ERROR frame: closing with unread bytes
+ * would reset the connection, and the peer would read "connection reset"
+ * instead of the TLS alert just sent (or, for a plain sockit, instead of
+ * bytes it can recognise as TLS). The session is dead: raw reads. */
+int xfer_tls_handshake(xfer_conn_t *c, int server, uint64_t timeout_ms, char *err,
+                       size_t errlen) {
+  uint64_t deadline = xfer_now_ms() + (timeout_ms ? timeout_ms : SK_TLS_HANDSHAKE_TIMEOUT_MS);
+  if (server) {
+    int r = plain_peer(c, deadline, err, errlen);
+    if (r != 0)
+      return r > 0 ? SK_EBADINPUT : r;
+  }
+  for (;;) {
+    unsigned want = 0;
+    int r = sk_tls_handshake(c->tls, &want, err, errlen);
+    if (r == SK_EBADINPUT)
+      drain(c->fd, NULL, XFER_DRAIN_MS);
+    if (r != SK_EAGAIN)
+      return r;
+    uint64_t now = xfer_now_ms();
+    r = now >= deadline ? 0 : xconn_poll(c, tls_events(want), deadline - now);
+    if (r == 0)
+      return xfer_fail(SK_ETIMEDOUT, err, errlen, "TLS handshake timed out");
+    if (r < 0)
+      return xfer_fail(r, err, errlen, "%s", xfer_strerror(r));
+  }
+}
+
+void xfer_tls_end(xfer_conn_t *c) {
+  if (!c->tls)
+    return;
+  sk_tls_close_notify(c->tls);
+  sk_tls_free(c->tls);
+  c->tls = NULL;
 }
 
 /* ---- framed input ----------------------------------------------------------------------- */
@@ -204,11 +361,34 @@ static void xin_compact(xin_t *in) {
   in->off = 0;
 }
 
+/* xin_read_ready over TLS: everything the session can give without
+ * waiting (records already on the socket, and what it holds decrypted),
+ * up to the free space. Bytes come before an end or an error, which the
+ * next call reports again. */
+static ssize_t tls_read_ready(xin_t *in, xfer_conn_t *c) {
+  ssize_t total = 0;
+  while (in->len < in->cap) {
+    unsigned want = 0;
+    ssize_t n = sk_tls_read(c->tls, in->buf + in->len, in->cap - in->len, &want);
+    if (n > 0) {
+      in->len += (size_t)n;
+      total += n;
+      continue;
+    }
+    if (n == SK_EAGAIN || total > 0)
+      break;
+    return n;
+  }
+  return total;
+}
+
 ssize_t xin_read_ready(xin_t *in, xfer_conn_t *c) {
   if (in->len == in->cap && in->pending == 0)
     xin_compact(in);
   if (in->len == in->cap)
     return 0;
+  if (c->tls)
+    return tls_read_ready(in, c);
   for (;;) {
     ssize_t n = recv(c->fd, in->buf + in->len, in->cap - in->len, MSG_DONTWAIT);
     if (n > 0) {
@@ -223,6 +403,14 @@ ssize_t xin_read_ready(xin_t *in, xfer_conn_t *c) {
   }
 }
 
+/* 1 if the bytes p[0..n) (n >= 1) can be the start of a TLS record (a
+ * handshake or an alert: a ClientHello to a plain receiver, a TLS
+ * receiver's alert to a plain sender), which no SKXF frame can be: SKXF
+ * types end at 11. */
+static int looks_like_tls(const unsigned char *p, size_t n) {
+  return n >= 1 && p[0] >= 20 && p[0] <= 23 && (n < 2 || p[1] == 3) && (n < 3 || p[2] <= 4);
+}
+
 int xin_next(xin_t *in, xfer_conn_t *c, sk_xfer_msg_t *m, uint64_t wait_ms, char *err,
              size_t errlen) {
   xin_consume(in, 0);
@@ -233,6 +421,10 @@ int xin_next(xin_t *in, xfer_conn_t *c, sk_xfer_msg_t *m, uint64_t wait_ms, char
       in->pending = (size_t)r;
       return 1;
     }
+    if (r == SK_EBADINPUT && !c->tls && looks_like_tls(in->buf + in->off, in->len - in->off))
+      return xfer_fail(SK_EBADINPUT, err, errlen,
+                       "%s speaks TLS, not plain SKXF: give this side a tls:// endpoint too",
+                       c->peer);
     if (r == SK_EBADINPUT)
       return xfer_fail(SK_EBADINPUT, err, errlen, "bad message from %s: %s", c->peer, why);
     if (wait_ms == 0)

@@ -78,7 +78,7 @@ typedef struct {
   slot_t slots[SK_XFER_WINDOW];
   unsigned head, count; /* outstanding WANTs */
   unsigned unsent;      /* of which still in the output buffer */
-  int pipe[2];      /* for splice(); -1 when there is none (the hub reads through its stream) */
+  int pipe[2];      /* for splice(); -1 when there is none (a tserver stream, or TLS) */
   pending_t pending[XFER_COMMIT_FILES];
   unsigned npending;
   uint64_t pending_bytes;
@@ -289,6 +289,11 @@ static int read_manifest(receiver_t *r) {
     return give_up(r, rc, SK_XFER_ERR_PROTOCOL, "%s", r->err);
   if (rc < 0)
     return rc;
+  if (m.type == SK_XFER_ERROR) { /* a sender refusing us at once (a TLS-only one, say) */
+    char text[SK_XFER_TEXT_MAX * 4 + 8];
+    sk_xfer_name_escape(m.u.error.text, m.u.error.text_len, text, sizeof text);
+    return xfer_fail(XFER_EPEER, r->err, r->errlen, "%s: %s", r->c->peer, text);
+  }
   if (m.type != SK_XFER_HELLO || m.u.hello.role != SK_XFER_ROLE_SENDER)
     return give_up(r, SK_EBADINPUT, SK_XFER_ERR_PROTOCOL,
                    "%s is not a sockit sender (first message %s)", r->c->peer,
@@ -1192,7 +1197,9 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
   r.parent_fd = -1;
   r.umask = read_umask();
   r.pipe[0] = r.pipe[1] = -1;
-  if (!c->stream && pipe2(r.pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+  /* splice() only from a plain socket: behind a tserver stream or TLS the
+   * bytes come through read calls (TLS: decrypted by the session). */
+  if (!c->stream && !c->tls && pipe2(r.pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
     /* Best effort: with the default 64 KiB each splice() moves less. */
     fcntl(r.pipe[0], F_SETPIPE_SZ, (int)XFER_SPLICE_CHUNK);
   }

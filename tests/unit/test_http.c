@@ -88,6 +88,8 @@ static const struct {
     {LIT("\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"), 0, "GET / 1.1|Host=h|"},
     {LIT("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), 0, "OPTIONS * 1.1|Host=h|"},
     {LIT("OPTIONS /x HTTP/1.1\r\n\r\n"), 0, "OPTIONS /x 1.1|"},
+    {LIT("GET http://h:80/a?b HTTP/1.1\r\nHost: h\r\n\r\n"), 0, "GET http://h:80/a?b 1.1|Host=h|"},
+    {LIT("GET HTTPS://h HTTP/1.1\r\n\r\n"), 0, "GET HTTPS://h 1.1|"},
     {LIT("M-SEARCH! / HTTP/1.1\r\n\r\n"), 0, "M-SEARCH! / 1.1|"},
     {LIT("get / HTTP/1.1\r\n\r\n"), 0, "get / 1.1|"}, /* a token; only GET is GET */
     {LIT("GET /~a/b;c=d/e:f@g!$&'()*+,;= HTTP/1.1\r\n\r\n"), 0,
@@ -207,8 +209,10 @@ static const struct {
     {LIT("\0GET / HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 1},
     /* targets */
     {LIT("GET  / HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 5},
-    {LIT("GET http://h/ HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 5},
-    {LIT("CONNECT h:443 HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 9},
+    {LIT("GET http:/h/ HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 13},
+    {LIT("GET http:/// HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 13},
+    {LIT("GET 1http://h/ HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 5},
+    {LIT("CONNECT h:443 HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 14},
     {LIT("GET * HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 5},
     {LIT("OPTIONS *x HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 10},
     {LIT("GET /a\tb HTTP/1.1\r\n\r\n"), SK_HTTP_BAD, 7},
