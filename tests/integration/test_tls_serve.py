@@ -337,3 +337,98 @@ def test_bad_certificate_file_is_said(run, tmp_path):
     code, out, err = run.run("serve", "--cert", str(tmp_path / "missing.pem"), "echo",
                              "tls://127.0.0.1:0")
     assert code == 1 and "missing.pem: cannot read a PEM certificate" in err, err
+
+
+# ---- the chat's web side over https and wss --------------------------------------------------
+
+def _https(pki, port):
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def _read_head(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head.decode(), rest
+
+
+def _ws_text(s, rest):
+    """The first server frame's text (unmasked, 7-bit length here)."""
+    while len(rest) < 2 or len(rest) < 2 + (rest[1] & 0x7F):
+        chunk = s.recv(4096)
+        assert chunk
+        rest += chunk
+    assert rest[0] == 0x81 and rest[1] < 126, rest[:2]
+    return rest[2:2 + rest[1]].decode(), rest[2 + rest[1]:]
+
+
+def _masked(text):
+    data, mask = text.encode(), os.urandom(4)
+    return bytes([0x81, 0x80 | len(data)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+class _Lines:
+    """A line client of the chat over plain TCP, reading with a deadline."""
+
+    def __init__(self, port):
+        self.s = tcp_connect("127.0.0.1", port)
+        self.buf = b""
+
+    def wait_for(self, pattern):
+        deadline = time.monotonic() + WAIT
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                if re.match(pattern, line):
+                    return line
+            assert time.monotonic() < deadline, pattern
+            chunk = self.s.recv(4096)
+            assert chunk, pattern
+            self.buf += chunk
+
+
+def test_chat_page_over_https_and_chat_over_wss(run, pki):
+    p = run.sockit("chat", "serve", "tcp://127.0.0.1:0", "--web", "tls://127.0.0.1:0",
+                   *cert_opts(pki), "--no-bot", "--quiet", name="sockit chat serve")
+    line_port = p.port()
+    m = p.err.wait_for(rb"^sockit: chat page: https://127\.0\.0\.1:(\d+)/$")
+    web_port = int(m.group(1))
+    # the page over https, certificate verified against the test CA
+    s = _https(pki, web_port)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    head, body = _read_head(s)
+    assert head.startswith("HTTP/1.1 200 OK") and "text/html" in head
+    s.close()
+    # the chat over wss, meeting a plain line client in #lobby
+    nc = _Lines(line_port)
+    nc.wait_for(rb"^HELLO ")
+    s = _https(pki, web_port)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost:%d\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\nOrigin: https://localhost:%d\r\n\r\n"
+              % (web_port, web_port))
+    head, rest = _read_head(s)
+    assert head.startswith("HTTP/1.1 101 ") and "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head, head
+    text, rest = _ws_text(s, rest)
+    assert text.startswith("HELLO 1 guest")
+    s.sendall(_masked("/nick secure") + _masked("hello over wss"))
+    nc.wait_for(rb"^MSG #lobby secure hello over wss$")
+    nc.s.sendall(b"hello back\n")
+    for _ in range(10):
+        text, rest = _ws_text(s, rest)
+        if text.startswith("MSG "):
+            break
+    assert re.match(r"^MSG #lobby guest\d+ hello back$", text), text
+    s.close()
+    nc.s.close()
+
+
+def test_web_on_tls_needs_a_certificate(run):
+    code, out, err = run.run("chat", "serve", "tcp://127.0.0.1:0", "--web", "tls://127.0.0.1:0")
+    assert code == 2 and "--cert" in err, err
