@@ -4,8 +4,10 @@
  *   loadgen MODE [OPTIONS]
  *
  * MODE is one of the rows of `modes` below; `loadgen --help` lists them
- * with their options. It is a standalone program on purpose: it measures
- * libsockit, so it does not link it.
+ * with their options. It measures libsockit, so it does not use it for
+ * anything the server does: its sockets, event loop and checks are its
+ * own. The one exception is fanout --ws, which takes the WebSocket frame
+ * codec from libsockit (pure code over buffers, no I/O).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -138,9 +140,12 @@ static const lg_mode_t modes[] = {
    "      write N bytes of the pattern to FILE (a sender's standard input)"},
   {"fanout", lg_fanout,
    "--connect A [--receivers N] [--count M] [--size S] [--window W] [--hello LINE]\n"
+   "      [--ws PATH]\n"
    "      N receivers and one sender on a line-broadcast (chat) server; every\n"
    "      receiver must get each of the M lines once and in order; counts\n"
-   "      lost, duplicated, reordered, corrupt; deliveries per second"},
+   "      lost, duplicated, reordered, corrupt; deliveries per second.\n"
+   "      --ws PATH: every client upgrades PATH to a WebSocket and sends each\n"
+   "      line as one masked text frame; each server text message is a line"},
   {"hold", lg_hold,
    "--connect A --conns N [--hello LINE] [--duration SECS]\n"
    "      N idle clients: connect (and say hello), wait until each got a line,\n"
@@ -160,7 +165,7 @@ static void usage(FILE *f) {
 enum {
   OPT_CONNECT = 256, OPT_LISTEN, OPT_CONNS, OPT_RECEIVERS, OPT_SIZE, OPT_COUNT,
   OPT_BYTES, OPT_DURATION, OPT_TIMEOUT, OPT_DRAIN, OPT_SEED, OPT_WINDOW, OPT_ECHO,
-  OPT_NO_WAIT_EOF, OPT_NO_VERIFY, OPT_HELLO, OPT_OUT, OPT_HELP
+  OPT_NO_WAIT_EOF, OPT_NO_VERIFY, OPT_HELLO, OPT_OUT, OPT_WS, OPT_HELP
 };
 
 static const struct option long_options[] = {
@@ -181,6 +186,7 @@ static const struct option long_options[] = {
   {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
   {"hello", required_argument, NULL, OPT_HELLO},
   {"out", required_argument, NULL, OPT_OUT},
+  {"ws", required_argument, NULL, OPT_WS},
   {"help", no_argument, NULL, OPT_HELP},
   {NULL, 0, NULL, 0},
 };
@@ -197,7 +203,7 @@ static int parse_count(const char *text, uint64_t max, uint64_t *out) {
 /* Fills o from argv (after the mode word). Returns 0, 1 for --help, or -1
  * after printing what is wrong. */
 static int parse_options(int argc, char **argv, lg_opts_t *o) {
-  uint64_t v;
+  uint64_t v = 0;
   int c;
   opterr = 0;
   optind = 1;
@@ -230,6 +236,7 @@ static int parse_options(int argc, char **argv, lg_opts_t *o) {
     case OPT_NO_VERIFY: o->no_verify = true; break;
     case OPT_HELLO: o->hello = optarg; break;
     case OPT_OUT: o->out = optarg; break;
+    case OPT_WS: o->ws = optarg; break;
     case OPT_HELP: return 1;
     default:
       fprintf(stderr, "loadgen: unknown option or missing value: %s\n", argv[optind - 1]);

@@ -35,6 +35,7 @@ typedef struct {
   bool no_wait_eof;     /* --no-wait-eof: bulk send ends after its last byte */
   bool no_verify;       /* --no-verify: bulk sink counts but skips the pattern */
   const char *hello;    /* --hello LINE: fanout, first line on every connection */
+  const char *ws;       /* --ws PATH: fanout over WebSocket, upgrading PATH */
   const char *out;      /* --out FILE: genfile */
 } lg_opts_t;
 

@@ -5,9 +5,10 @@
 
 Runs each workload against sockit and against its peers (socat, ncat,
 netcat-openbsd, iperf3, our own references) in one run, alternating: a
-warm-up round that is thrown away, then at least five rounds in each of
-which every program runs once (forward order in odd rounds, backward in
-even ones, so slow drift of the machine hits everyone alike). It writes
+warm-up round that is thrown away, then at least three rounds (five for
+the cheap workloads and in a quick run) in each of which every program
+runs once (forward order in odd rounds, backward in even ones, so slow
+drift of the machine hits everyone alike). It writes
 bench/results.md: one table per workload with each program's median and
 min-max, the ratio sockit/program per round and the median of those
 ratios, plus the machine and the date. Ratios are the figures to quote;
@@ -61,7 +62,7 @@ class Ctx:
     """What every runner needs: where the programs are and how big to go."""
     build: str
     quick: bool
-    rounds: int
+    rounds: Optional[int]  # --rounds for every workload; None: rounds_for() decides
     bulk_bytes: int       # bytes per bulk run
     run_timeout: float    # hard limit for one run of one program
     echo_seconds: float   # how long one echo measurement runs
@@ -363,6 +364,7 @@ class Workload:
     pending: bool = False  # sockit does not serve this yet: run only on request
     notes: str = ""
     quick: bool = True     # also run in --quick
+    rounds: int = 5        # counted rounds in a full run; 3 for the costly ones
 
 
 def start_server(ctx, kids, side, deadline, **kw):
@@ -563,7 +565,7 @@ def run_relay_redis(ctx, side):
                             "--unixsocket", sock, "--save", "", "--appendonly", "no"], "redis")
         wait_listening(redis, tport, deadline)
         port = start_relay(ctx, kids, side, sock, tport, deadline)
-        n = "3000" if ctx.quick else "20000"
+        n = "3000" if ctx.quick else "10000"
         bench = kids.start(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
                             "-n", n, "-t", "ping,set,get", "--csv"], "redis-benchmark",
                            stdout=subprocess.PIPE)
@@ -713,11 +715,13 @@ WORKLOADS = [
         "stdout through a pipe", "MiB/s", run_bulk_keepopen,
         [Side("sockit", "{sockit} listen --keep-open tcp://127.0.0.1:0", port=SOCKIT_PORT,
               under_test=True),
-         Side("nc -k (OpenBSD)", "nc -l -k 127.0.0.1 {port}"),
+         Side("nc -k (OpenBSD)", "nc -l -k 127.0.0.1 {port}", quick=False),
          Side("ncat -k", "ncat --recv-only -l -k 127.0.0.1 {port}"),
          Side("socat (fork)", "socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork STDOUT")],
+        rounds=3,
         notes="Clients: `loadgen bulk-send --conns 4`; stdout counted by `loadgen bulk-sink`. "
-              "nc -k serves one client at a time (the others wait in the backlog)."),
+              "nc -k serves one client at a time (the others wait in the backlog, a second "
+              "per retry), so a quick run leaves it out."),
     Workload(
         "bulk-connect", "send a file from stdin to a verifying receiver", "MiB/s", run_bulk_connect,
         [Side("sockit", "{sockit} connect tcp://127.0.0.1:{port}", under_test=True),
@@ -729,26 +733,27 @@ WORKLOADS = [
               "Time: accept to EOF."),
     Workload(
         "echo-pingpong-1", "echo, 1 connection, 64-byte messages, one in flight",
-        "round trips/s", run_echo("pingpong", 1, 64), ECHO_SIDES, quick=False,
+        "round trips/s", run_echo("pingpong", 1, 64), ECHO_SIDES, quick=False, rounds=3,
         notes="Latency-bound: one round trip at a time."),
     Workload(
         "echo-pingpong-50", "echo, 50 connections, 64-byte messages, one in flight each",
-        "round trips/s", run_echo("pingpong", 50, 64), ECHO_SIDES,
+        "round trips/s", run_echo("pingpong", 50, 64), ECHO_SIDES, rounds=3,
         notes="The seeds' servers' target: at least 2x socat, 0.9x the ceiling; above the "
               "ceiling with --workers 2."),
     Workload(
         "echo-pingpong-1000", "echo, 1000 connections, 64-byte messages, one in flight each",
-        "round trips/s", run_echo("pingpong", 1000, 64), ECHO_SIDES, quick=False,
+        "round trips/s", run_echo("pingpong", 1000, 64), ECHO_SIDES, quick=False, rounds=3,
         notes="socat forks 1000 processes and ncat runs 1000 `cat`s (and is bound by select())."),
     Workload(
         "echo-connrate", "echo, connect + one 32-byte exchange + close, 8 in flight",
-        "connections/s", run_echo("connrate", 8, 32), ECHO_SIDES,
+        "connections/s", run_echo("connrate", 8, 32), ECHO_SIDES, rounds=3,
         notes="Target: at least 10x socat's fork per connection."),
     Workload(
         "relay-iperf3", "iperf3 through a TCP relay vs direct", "MiB/s", run_relay_iperf3,
         RELAY_TCP_SIDES + [
             Side("socat -b 262144", "socat -b 262144 TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,"
                  "fork TCP:127.0.0.1:{target}")],
+        rounds=3,
         notes="Targets: sockit relay at least 0.85x direct and 1.5x socat. On 2 cores the "
               "relay is a third busy process next to iperf3's client and server."),
     Workload(
@@ -758,11 +763,11 @@ WORKLOADS = [
               under_test=True),
          Side("direct (redis on TCP)", DIRECT, reference=True),
          Side("socat", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:{target}")],
-        quick=False,
+        quick=False, rounds=3,
         notes="Figure: mean of the four tests' requests/s. Targets: at least 2x socat, 0.8x direct."),
     Workload(
         "relay-echo-50", "echo ping-pong through a relay, 50 connections, 64 bytes",
-        "round trips/s", run_relay_echo(50, 64), RELAY_TCP_SIDES, quick=False,
+        "round trips/s", run_relay_echo(50, 64), RELAY_TCP_SIDES, quick=False, rounds=3,
         notes="The p50/p99 columns against the direct row show the latency one hop adds."),
     Workload(
         "tls-relay", "bulk through a relay that terminates TLS (tls in, plain out)", "MiB/s",
@@ -783,7 +788,7 @@ WORKLOADS = [
               "reuseaddr,fork,cert={cert},key={key},verify=0 SYSTEM:true"),
          Side("ncat --ssl -k", "ncat --ssl --ssl-cert {cert} --ssl-key {key} -l -k 127.0.0.1 "
               "{port}")],
-        quick=False,
+        quick=False, rounds=3,
         notes="socat forks per connection; ncat and sockit handshake in one process."),
 ]
 
@@ -793,7 +798,7 @@ WORKLOADS = [
 # ---------------------------------------------------------------------------
 
 WC_TEXTS = ("en-seed000.txt", "fr-seed001.txt", "ru-seed002.txt", "zh-seed003.txt")
-WC_FILE_BYTES = {False: 1 << 30, True: 64 * MIB}  # by ctx.quick
+WC_FILE_BYTES = {False: 256 * MIB, True: 64 * MIB}  # by ctx.quick
 _wc_files: Dict[str, str] = {}       # ctx.tmp -> the text file
 _wc_expected: Dict[tuple, List[int]] = {}  # (ctx.tmp, locale) -> GNU wc's counts
 
@@ -801,7 +806,7 @@ _wc_expected: Dict[tuple, List[int]] = {}  # (ctx.tmp, locale) -> GNU wc's count
 def wc_file(ctx):
     """Makes (once per run, in ctx.tmp under /dev/shm, removed with it) the
     text file of the wc workloads: the seeds' English, French, Russian and
-    Chinese excerpts from tests/data/wc, repeated to 1 GiB (64 MiB quick)."""
+    Chinese excerpts from tests/data/wc, repeated to 256 MiB (64 MiB quick)."""
     if ctx.tmp not in _wc_files:
         text = b"".join(open(os.path.join(ROOT, "tests", "data", "wc", n), "rb").read()
                         for n in WC_TEXTS)
@@ -912,7 +917,7 @@ WORKLOADS += [
         "wc-utf8", "word count of a text file in C.UTF-8: `sockit wc` over loopback vs local "
         "`wc`", "MiB/s", run_wc("C.UTF-8"), wc_sides("C.UTF-8"), quick=False,
         notes="The file: the seeds' English, French, Russian and Chinese excerpts repeated to "
-              "1 GiB in /dev/shm. Target: sockit at least 5x GNU wc. The counter row is the "
+              "256 MiB in /dev/shm. Target: sockit at least 5x GNU wc. The counter row is the "
               "server's counting alone (its GB/s in the extra column)."),
     Workload(
         "wc-c", "word count of a text file in C: `sockit wc` over loopback vs local `wc`",
@@ -1026,9 +1031,10 @@ WORKLOADS += [
          Side("ncat --chat", "ncat -l -k --chat 127.0.0.1 {port}", quick=False)],
         notes="`loadgen fanout --receivers 50 --window 64`: every receiver must get every "
               "line once, in order (a lost line fails the run). ncat's default "
-              "--max-conns (100) is enough here. ncat's small listen backlog drops SYNs "
-              "when the receivers connect (a second's retry each time, before the clock "
-              "starts), so a quick run has sockit alone."),
+              "--max-conns (100) is enough here. ncat's listen backlog (10) drops SYNs "
+              "while the receivers connect; loadgen makes such a connect again after "
+              "20 ms rather than wait for the kernel's retry a second later (all before "
+              "the clock starts). A quick run has sockit alone."),
     Workload(
         "chat-fanout-200", "chat fan-out: 200 receivers, one sender, 64-byte lines, 64 in flight",
         "deliveries/s", run_chat_fanout(200, 10000, 2000, 64),
@@ -1048,10 +1054,106 @@ WORKLOADS += [
         run_chat_idle_rss,
         [Side("sockit", "{sockit} chat serve tcp://127.0.0.1:0 --quiet", port=SOCKIT_PORT,
               under_test=True)],
-        quick=False,
+        quick=False, rounds=3,
         notes="`loadgen hold --conns 10000`: each client connected and greeted, then idle; "
               "RSS growth over the server's RSS before they came, 3 s after. Target: at "
               "most 4 KiB per client (at least 256 clients per MiB)."),
+]
+
+# ---------------------------------------------------------------------------
+# Chat over WebSocket: the fan-out through the chat's web side (/ws) against
+# the same fan-out over the line protocol, on the same kind of server
+# ---------------------------------------------------------------------------
+
+CHAT_WEB_SOCKIT = CHAT_SOCKIT + " --web tcp://127.0.0.1:0"
+SOCKIT_PAGE_PORT = r"chat page: http://127\.0\.0\.1:(\d+)/"
+
+
+def exit_text(rc):
+    """An exit status in words: "exited 3" or "killed by SIGSEGV"."""
+    if rc is not None and rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exited {rc}"
+
+
+def run_chat_fanout_web(receivers, lines, quick_lines, window, ws):
+    """Returns a runner: `loadgen fanout` through `sockit chat serve ... --web
+    ...`, over the line protocol on the chat port, or (ws) over WebSocket on
+    the web port: every client upgrades /ws, the sender sends one masked text
+    frame per line, and each receiver checks every event it gets exactly as
+    the line mode does (a lost, duplicated, reordered or cut line fails the
+    run). Both transports start the same server command, so alternating them
+    compares the transports alone. Figure and side columns as
+    run_chat_fanout's, plus the generator's own CPU time per delivery (it
+    shares the two cores with the server, so its cost is in the figure too,
+    and its WebSocket side decodes frames and checks UTF-8). Afterwards the
+    server is stopped with SIGTERM and must exit 0: one that crashes while
+    its clients leave fails the run."""
+    def runner(ctx, side):
+        deadline = time.monotonic() + ctx.run_timeout
+        with Children(ctx) as kids:
+            server, port = start_server(ctx, kids, side, deadline)
+            if ws:
+                port = wait_port_announced(server, SOCKIT_PAGE_PORT, server.err_path, deadline)
+            cpu0 = cpu_seconds(server.proc.pid)
+            client = kids.start([ctx.loadgen, "fanout", "--connect", f"127.0.0.1:{port}",
+                                 "--receivers", str(receivers),
+                                 "--count", str(quick_lines if ctx.quick else lines),
+                                 "--window", str(window), "--timeout", lg_timeout(ctx)]
+                                + (["--ws", "/ws"] if ws else []),
+                                "loadgen", stdout=subprocess.PIPE)
+            res = finish_loadgen(client, deadline)
+            cpu_ns = (cpu_seconds(server.proc.pid) - cpu0) * 1e9  # a zombie's /proc still reads
+            server.proc.send_signal(signal.SIGTERM)
+            rc = server.wait(deadline)
+            if rc != 0:
+                raise BenchError(f"server {exit_text(rc)} after the run: "
+                                 f"{server.last_error_line() or 'no message'}")
+            return Result(res["deliveries_per_sec"], {"lost": res["lost"],
+                                                      "p99 µs": res["p99_us"],
+                                                      "server CPU ns/delivery":
+                                                          cpu_ns / res["deliveries"],
+                                                      "loadgen CPU ns/delivery":
+                                                          res["cpu_seconds"] * 1e9
+                                                          / res["deliveries"]})
+    return runner
+
+
+def chat_web_sides(receivers, lines, quick_lines, window):
+    """The two sides of a chat-fanout-ws workload: WebSocket (the side under
+    test, so the ratio column reads WebSocket / line protocol) and the line
+    protocol, both against the same server command."""
+    return [
+        Side("sockit chat, WebSocket", CHAT_WEB_SOCKIT, port=SOCKIT_PORT, under_test=True,
+             runner=run_chat_fanout_web(receivers, lines, quick_lines, window, True)),
+        Side("sockit chat, line protocol", CHAT_WEB_SOCKIT, port=SOCKIT_PORT,
+             runner=run_chat_fanout_web(receivers, lines, quick_lines, window, False)),
+    ]
+
+
+CHAT_WS_NOTES = ("`loadgen fanout --ws /ws` against `loadgen fanout` on the same server "
+                 "command, alternately: WebSocket clients upgrade /ws (random key, 101 and "
+                 "Sec-WebSocket-Accept checked), send masked text frames and verify every "
+                 "event frame as the line mode verifies lines. **Here the ratio column is "
+                 "WebSocket / line protocol** (target: at least 0.7).")
+
+CHAT_LABELS.update({
+    "chat-fanout-ws-100": "5,000 lines, quick 2,000",
+    "chat-fanout-ws-1000": "5,000 lines",
+})
+
+WORKLOADS += [
+    Workload(
+        "chat-fanout-ws-100", "chat fan-out over WebSocket vs the line protocol: 100 "
+        "receivers, one sender, 64-byte lines, 64 in flight", "deliveries/s", None,
+        chat_web_sides(100, 5000, 2000, 64), notes=CHAT_WS_NOTES),
+    Workload(
+        "chat-fanout-ws-1000", "chat fan-out over WebSocket vs the line protocol: 1,000 "
+        "receivers, one sender, 64-byte lines, 256 in flight", "deliveries/s", None,
+        chat_web_sides(1000, 5000, 1000, 256), quick=False, notes=CHAT_WS_NOTES),
 ]
 
 # ---------------------------------------------------------------------------
@@ -1173,7 +1275,7 @@ WORKLOADS += [
               runner=xfer_runner("big", "exec socat -u TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr "
                                         "CREATE:{out}/{name}",
                                  "exec socat -u OPEN:{src} TCP:127.0.0.1:{port}"))],
-        quick=False,
+        quick=False, rounds=3,
         notes="sockit checks SHA-256 end to end, fsyncs and renames into place; nc and socat "
               "check nothing (the driver compares sizes and sampled blocks). Target: sockit "
               "at least 0.9x nc."),
@@ -1188,6 +1290,44 @@ WORKLOADS += [
         quick=False,
         notes="sockit sends a manifest first, checks SHA-256 per file and fsyncs in batches "
               "(one syncfs per 64 files; free on tmpfs); tar | nc checks nothing."),
+]
+
+# ---- file transfer over TLS: the same file, tls:// against tcp:// --------------------
+
+def run_xfer_tls(tls):
+    """A runner for xfer-tls: the big file of xfer-1gib sent by `sockit send`
+    to `sockit receive` on a port the driver picks, over tls:// (the
+    receiver with the run's certificate, the sender trusting it with --ca:
+    a full verification, as between two people with --pin) or over plain
+    tcp://. Timed like xfer_runner; the ratio column reads TLS / plain."""
+    def runner(ctx, side):
+        cert, key = (shlex.quote(p).replace("{", "{{").replace("}", "}}") for p in tls_pair(ctx))
+        scheme = "tls" if tls else "tcp"
+        recv_tls = f"--cert {cert} --key {key} " if tls else ""
+        send_tls = f"--ca {cert} " if tls else ""
+        return xfer_runner(
+            "big",
+            "exec {sockit} receive --yes " + recv_tls + "--dir {out} " + scheme +
+            "://127.0.0.1:{port}",
+            "exec {sockit} send " + send_tls + scheme + "://127.0.0.1:{port} {src}")(ctx, side)
+    return runner
+
+
+XFER_LABELS["xfer-tls"] = f"{XFER_BYTES[False] >> 20} MiB file, quick {XFER_BYTES[True] >> 20} MiB"
+
+WORKLOADS += [
+    Workload(
+        "xfer-tls", "one big file over TLS vs plain, /dev/shm to /dev/shm over loopback", "MiB/s",
+        None,
+        [Side("sockit over TLS", "sockit receive --cert CERT --key KEY tls:// / "
+              "sockit send --ca CERT tls:// FILE", under_test=True, runner=run_xfer_tls(True)),
+         Side("sockit plain TCP", "sockit receive tcp:// / sockit send tcp:// FILE",
+              reference=True, runner=run_xfer_tls(False))],
+        quick=False,
+        notes="The same commands but for TLS: the ratio is TLS / plain, what encryption costs "
+              "a transfer. Over TLS the content goes through the session (pread, SSL_write; "
+              "SSL_read, pwrite) instead of sendfile() and splice(); both verify SHA-256 and "
+              "fsync."),
 ]
 
 # ---------------------------------------------------------------------------
@@ -1217,13 +1357,28 @@ def run_one(ctx, workload, side):
         return f"driver error: {type(e).__name__}: {e}"
 
 
+QUICK_ROUNDS = 5
+MIN_ROUNDS = 3
+
+
+def rounds_for(ctx, workload):
+    """Counted rounds of workload in this run: --rounds when given, 5 in a
+    quick run, else the workload's own (5, or 3 for the costly ones, so
+    that a full run covers every workload in about 10 minutes)."""
+    if ctx.rounds:
+        return ctx.rounds
+    return QUICK_ROUNDS if ctx.quick else workload.rounds
+
+
 def run_workload(ctx, workload, budget_end, log):
-    """Runs warm-up plus ctx.rounds rounds of every side of workload,
-    alternating sides. A side that fails once is not run again. Returns
-    (rows, rounds actually counted)."""
+    """Runs warm-up plus rounds_for() rounds of every side of workload,
+    alternating sides. A side that fails once is not run again. The budget
+    is checked before each round (a round once begun runs to its end), so
+    a workload that starts after the budget is used up gets no round at
+    all. Returns (rows, rounds actually counted)."""
     rows = [Row(s) for s in workload.sides if s.quick or not ctx.quick]
-    counted = 0
-    for rnd in range(ctx.rounds + 1):
+    counted, rounds = 0, rounds_for(ctx, workload)
+    for rnd in range(rounds + 1):
         if time.monotonic() > budget_end:
             log(f"  time budget used up: stopping after {counted} rounds")
             break
@@ -1242,7 +1397,7 @@ def run_workload(ctx, workload, budget_end, log):
                 row.values.append(out.value)
                 row.extras.append(out.extra)
                 row.rounds.append(rnd)
-        label = "warm-up" if rnd == 0 else f"round {rnd}/{ctx.rounds}"
+        label = "warm-up" if rnd == 0 else f"round {rnd}/{rounds}"
         log(f"  {label}: " + ", ".join(parts))
         if rnd > 0:
             counted += 1
@@ -1396,7 +1551,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build", help="CMake build directory (default: build)")
     ap.add_argument("--quick", action="store_true", help="small sizes, 5 rounds, under a minute")
-    ap.add_argument("--rounds", type=int, help="counted rounds (at least 5; default 9, quick 5)")
+    ap.add_argument("--rounds", type=int,
+                    help=f"counted rounds for every workload (at least {MIN_ROUNDS}; default: "
+                         f"5, or 3 for the costly workloads; quick {QUICK_ROUNDS})")
     ap.add_argument("--workload", action="append", metavar="NAME",
                     help="run only this workload (repeatable; may name a pending one)")
     ap.add_argument("--all", action="store_true", help="also run pending workloads")
@@ -1410,7 +1567,7 @@ def main(argv=None):
         return 0
     build = os.path.abspath(args.build)
     raise_fd_limit()
-    rounds = max(5, args.rounds or 5)
+    rounds = max(MIN_ROUNDS, args.rounds) if args.rounds else None
     chosen = [w for w in WORKLOADS
               if (args.workload and w.name in args.workload) or
               (not args.workload and (args.all or not w.pending) and
@@ -1423,8 +1580,8 @@ def main(argv=None):
     tmp = tempfile.mkdtemp(prefix="sockit-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     ctx = Ctx(build=build, quick=args.quick, rounds=rounds,
               bulk_bytes=(32 if args.quick else 256) * MIB,
-              run_timeout=15.0 if args.quick else 60.0,
-              echo_seconds=0.3 if args.quick else 1.0, tmp=tmp)
+              run_timeout=15.0 if args.quick else 30.0,
+              echo_seconds=0.3 if args.quick else 0.5, tmp=tmp)
     for prog in (ctx.loadgen, ctx.echo_ceiling):
         if not os.access(prog, os.X_OK):
             print(f"run.py: {prog} is missing; build first (make build)", file=sys.stderr)
@@ -1448,7 +1605,7 @@ def main(argv=None):
         for w in chosen:
             log(f"{w.name}: {w.title} ({w.unit})")
             rows, counted = run_workload(ctx, w, budget_end, log)
-            cut_short |= counted < ctx.rounds
+            cut_short |= counted < rounds_for(ctx, w)
             sections.append(table(w, rows, counted, ctx))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

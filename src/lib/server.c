@@ -448,7 +448,8 @@ static void conn_open(sk_conn_t *c);
 static void tls_failed(sk_conn_t *c, const char *msg) {
   char p[SK_ENDPOINT_STRLEN], why[SK_ERRLEN];
   report(c->inst, "tls %s: %s", sk_sockaddr_format(&c->peer, p, sizeof p), msg);
-  snprintf(why, sizeof why, "tls: %s", msg);
+  if (snprintf(why, sizeof why, "tls: %s", msg) >= (int)sizeof why)
+    why[sizeof why - 2] = '.'; /* cut: marked, the message stays readable */
   conn_end(c, SK_CLOSE_ERROR, why);
 }
 

@@ -151,7 +151,8 @@ static int add_ext(X509 *x, int nid, const char *value) {
 /* Writes PEM produced by fn(f, obj) to path atomically with mode. */
 static int write_pem(const char *path, mode_t mode, int (*fn)(FILE *, void *), void *obj) {
   char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    return -ENAMETOOLONG;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0)
     return sk__neg_errno();

@@ -215,15 +215,21 @@ static void http_timer(sk_loop_t *loop, sk_timer_t *t) {
 
 /* ---- WebSocket: output -------------------------------------------------------------------- */
 
-/* Queues one unmasked frame, all or nothing. Returns 0 or SK_ETOOBIG. */
+/* Queues one unmasked frame, all or nothing. Returns 0 or SK_ETOOBIG. A
+ * frame of a chat line goes in as one piece (header and payload copied
+ * together: one append instead of two on the fan-out path). */
 static int ws_frame(web_client_t *wc, unsigned opcode, const void *payload, size_t len) {
-  uint8_t hdr[SK_WS_HEADER_MAX];
-  size_t h = sk_ws_header(hdr, opcode, 1, len, NULL);
+  uint8_t frame[SK_WS_HEADER_MAX + SK_CHAT_OUT_LINE_MAX];
+  size_t h = sk_ws_header(frame, opcode, 1, len, NULL);
   if (h + len > sk_conn_out_space(wc->conn))
     return SK_ETOOBIG;
-  sk_conn_send(wc->conn, hdr, h);
-  if (len)
+  if (len <= SK_CHAT_OUT_LINE_MAX) {
+    memcpy(frame + h, payload, len);
+    sk_conn_send(wc->conn, frame, h + len);
+  } else {
+    sk_conn_send(wc->conn, frame, h);
     sk_conn_send(wc->conn, payload, len);
+  }
   return 0;
 }
 
@@ -256,6 +262,9 @@ static int ws_sink_send(void *sink, const char *data, size_t len) {
   web_client_t *wc = sink;
   if (wc->state != W_WS)
     return 0; /* closing: the chat may still speak to it until it is gone */
+  const char *first = memchr(data, '\n', len);
+  if (!first || (size_t)(first - data) == len - 1) /* one line: the common case */
+    return ws_frame(wc, SK_WS_OP_TEXT, data, first ? len - 1 : len) < 0 ? -1 : 0;
   size_t need = 0;
   for (size_t off = 0; off < len;) {
     const char *lf = memchr(data + off, '\n', len - off);

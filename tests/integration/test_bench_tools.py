@@ -11,8 +11,11 @@ defaults to the build/ directory of this work tree. No timing is asserted:
 timings belong in `make bench`.
 """
 
+import base64
+import hashlib
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -26,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.environ.get("SOCKIT_BUILD", os.path.join(REPO, "build"))
 LOADGEN = os.path.join(BUILD, "bench", "loadgen")
+SOCKIT = os.path.join(BUILD, "sockit")
 ECHO_CEILING = os.path.join(BUILD, "bench", "echo_ceiling")
 SEED_SERVER = os.path.join(REPO, "bench", "seed_threading_server.py")
 
@@ -454,6 +458,177 @@ def test_fanout_stalled_server_ends_the_run(servers):
                          "--count", 10, limit=8)
     assert rc == 1 and res["deliveries"] == 0
     assert "timed out before every receiver saw a SYNC line" in res["error"]
+
+
+# ---------------------------------------------------------------------------
+# fanout --ws: the same checks over WebSocket
+# ---------------------------------------------------------------------------
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_PING = b"still there?"
+
+
+def ws_accept(key):
+    """Sec-WebSocket-Accept for a key (RFC 6455 section 4.2.2), computed here
+    with hashlib rather than with the codec loadgen uses."""
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+
+
+def ws_frame(opcode, payload, fin=True):
+    """An unmasked server frame."""
+    n = len(payload)
+    size = bytes([n]) if n < 126 else bytes([126]) + n.to_bytes(2, "big")
+    return bytes([(0x80 if fin else 0) | opcode]) + size + payload
+
+
+def ws_read_frame(rf):
+    """One client frame from the buffered reader rf: (opcode, fin, masked,
+    payload unmasked), or None at EOF."""
+    head = rf.read(2)
+    if len(head) < 2:
+        return None
+    n = head[1] & 0x7F
+    if n == 126:
+        n = int.from_bytes(rf.read(2), "big")
+    elif n == 127:
+        n = int.from_bytes(rf.read(8), "big")
+    masked = bool(head[1] & 0x80)
+    mask = rf.read(4) if masked else b"\0\0\0\0"
+    data = rf.read(n)
+    return head[0] & 0x0F, bool(head[0] & 0x80), masked, \
+        bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def make_ws_broadcast(accept=ws_accept):
+    """A handler speaking WebSocket the way the chat's /ws does: answers
+    the upgrade (its Sec-WebSocket-Accept made by accept(key)), greets with
+    a "welcome" text frame and a ping, then broadcasts each text message to
+    every other client, prefixed "[client N] ". Client 0 gets every
+    broadcast split in two fragments (text + continuation). What the
+    clients did wrong is listed in state["problems"]; pongs are counted."""
+    state = {"clients": {}, "lock": threading.Lock(), "problems": [], "pongs": 0}
+
+    def problem(text):
+        with state["lock"]:
+            state["problems"].append(text)
+
+    def handler(server, conn, index):
+        rf = conn.makefile("rb")
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = rf.readline(4096)
+            if not line:
+                return
+            head += line
+        lines = head.decode("latin-1").split("\r\n")
+        fields = dict((k.strip().lower(), v.strip()) for k, v in
+                      (l.split(":", 1) for l in lines[1:] if ":" in l))
+        key = fields.get("sec-websocket-key", "").encode()
+        if (not lines[0].startswith("GET /ws HTTP/1.1") or
+                fields.get("upgrade", "").lower() != "websocket" or
+                "upgrade" not in fields.get("connection", "").lower() or
+                fields.get("sec-websocket-version") != "13" or
+                len(base64.b64decode(key)) != 16):
+            problem(f"client {index}: bad upgrade {head!r}")
+            return
+        with state["lock"]:
+            if key in state.setdefault("keys", set()):
+                state["problems"].append(f"client {index}: key {key!r} used twice")
+            state["keys"].add(key)
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept(key) +
+                     b"\r\n\r\n" + ws_frame(0x1, b"welcome") + ws_frame(0x9, WS_PING))
+        with state["lock"]:
+            state["clients"][index] = conn
+        try:
+            while True:
+                frame = ws_read_frame(rf)
+                if frame is None:
+                    return
+                op, fin, masked, data = frame
+                if not masked:
+                    problem(f"client {index}: unmasked frame")
+                if op == 0xA:
+                    with state["lock"]:
+                        state["pongs"] += data == WS_PING
+                    continue
+                if op != 0x1 or not fin:
+                    problem(f"client {index}: frame opcode {op}, fin {fin}")
+                    continue
+                out = b"[client %d] " % index + data
+                with state["lock"]:
+                    for i, c in state["clients"].items():
+                        if i == 0:
+                            c.sendall(ws_frame(0x1, out[:10], fin=False) + ws_frame(0x0, out[10:]))
+                        elif i != index:
+                            c.sendall(ws_frame(0x1, out))
+        finally:
+            with state["lock"]:
+                state["clients"].pop(index, None)
+
+    return handler, state
+
+
+def test_fanout_ws_every_receiver_gets_every_line(servers):
+    handler, state = make_ws_broadcast()
+    srv = servers(handler)
+    rc, res, _ = loadgen("fanout", "--connect", f"127.0.0.1:{srv.port}", "--ws", "/ws",
+                         "--receivers", 5, "--count", 200, "--window", 16)
+    assert rc == 0, res["error"]
+    assert res["transport"] == "websocket"
+    assert (res["errors"], res["sent"], res["expected"], res["deliveries"]) == (0, 200, 1000, 1000)
+    assert (res["lost"], res["duplicated"], res["reordered"], res["corrupt"]) == (0, 0, 0, 0)
+    assert res["other_lines"] == 5  # each receiver's "welcome"
+    # Every client (5 receivers, 1 sender) answered the ping with its payload.
+    deadline = time.monotonic() + 10
+    while state["pongs"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert state["pongs"] == 6
+    assert state["problems"] == []
+    assert len(state["keys"]) == 6
+
+
+def test_fanout_ws_checks_the_accept_key(servers):
+    handler, state = make_ws_broadcast(accept=lambda key: ws_accept(key[::-1]))
+    srv = servers(handler)
+    rc, res, _ = loadgen("fanout", "--connect", f"127.0.0.1:{srv.port}", "--ws", "/ws",
+                         "--receivers", 2, "--count", 10)
+    assert rc == 1 and res["deliveries"] == 0
+    assert re.match(r'client 0: WebSocket upgrade of /ws on 127\.0\.0\.1:\d+: '
+                    r'Sec-WebSocket-Accept is "[^"]{28}", expected "[^"]{28}"$', res["error"]), \
+        res["error"]
+
+
+def test_fanout_ws_through_sockit_chat():
+    """The real thing, small: 5 WebSocket receivers on `sockit chat serve
+    --web`, every delivery verified; the server must then stop cleanly."""
+    if not os.access(SOCKIT, os.X_OK):
+        pytest.skip(f"{SOCKIT} is not built")
+    p = subprocess.Popen([SOCKIT, "chat", "serve", "tcp://127.0.0.1:0", "--web",
+                          "tcp://127.0.0.1:0", "--quiet", "--no-bot", "--flood-rate", "0"],
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        err, port, deadline = b"", None, time.monotonic() + 10
+        while port is None and time.monotonic() < deadline:
+            if select.select([p.stderr], [], [], 0.5)[0]:
+                line = p.stderr.readline()
+                assert line, f"sockit exited: {err!r}"
+                err += line
+                m = re.search(rb"chat page: http://127\.0\.0\.1:(\d+)/", line)
+                port = m and int(m.group(1))
+        assert port, f"no chat page line in time: {err!r}"
+        rc, res, _ = loadgen("fanout", "--connect", f"127.0.0.1:{port}", "--ws", "/ws",
+                             "--receivers", 5, "--count", 200, "--window", 16)
+        assert rc == 0, res["error"]
+        assert (res["deliveries"], res["lost"], res["corrupt"]) == (1000, 0, 0)
+        p.terminate()
+        err += p.communicate(timeout=RUN_LIMIT)[1]
+        assert p.returncode == 0, f"sockit exited {p.returncode}: {err.decode()[-2000:]}"
+        assert b"Sanitizer" not in err and b"runtime error" not in err, err.decode()[-2000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 # ---------------------------------------------------------------------------
