@@ -145,7 +145,8 @@ typedef struct {
 
 #define HIST_STAMP_LEN 20 /* "2025-01-31T23:59:59Z" */
 
-static void reap(chat_t *ch);
+static int reap_watch(chat_t *ch, const chat_user_t *watch);
+static void reap(chat_t *ch) { reap_watch(ch, NULL); }
 
 /* ---- output ---------------------------------------------------------------------------- */
 
@@ -436,10 +437,16 @@ static void drop(chat_t *ch, chat_user_t *u, const char *bye, const char *reason
 }
 
 /* Drops every doomed user. Their QUIT lines may doom more; those go too. */
-static void reap(chat_t *ch) {
+/* Drops every doomed user. Returns 1 if watch was among them: dropping one
+ * user sends QUIT lines that can doom others (a full queue), the caller
+ * included, and a transport may free a user at once when it closes, so a
+ * caller learns here, not from the user, that it is gone. */
+static int reap_watch(chat_t *ch, const chat_user_t *watch) {
   chat_user_t *u;
+  int hit = 0;
   while ((u = ch->doomed) != NULL) {
     ch->doomed = u->doom_next;
+    hit |= u == watch;
     char peer[SK_ENDPOINT_STRLEN];
     u->ops->describe(u->sink, peer, sizeof peer);
     if (u->doom_kind == DOOM_IDLE) {
@@ -452,6 +459,7 @@ static void reap(chat_t *ch) {
       drop(ch, u, NULL, "send queue full", 1, 0);
     }
   }
+  return hit;
 }
 
 /* ---- users -------------------------------------------------------------------------- */
@@ -903,7 +911,7 @@ int chat_user_line(chat_t *ch, chat_user_t *u, const char *line, size_t len) {
     }
   }
   int gone = u->state != U_ACTIVE;
-  reap(ch);
+  gone |= reap_watch(ch, u); /* u may be freed by now: only compared */
   return gone ? -1 : 0;
 }
 
@@ -914,7 +922,7 @@ int chat_user_too_long(chat_t *ch, chat_user_t *u) {
   replyf(&to, "ERR line-too-long lines are limited to %d bytes; that one was dropped",
          SK_CHAT_LINE_MAX);
   int gone = u->state != U_ACTIVE;
-  reap(ch);
+  gone |= reap_watch(ch, u); /* u may be freed by now: only compared */
   return gone ? -1 : 0;
 }
 

@@ -45,6 +45,7 @@ typedef struct {
   unsigned requests;   /* answered on this connection */
   uint64_t body_left;  /* bytes of a request body still to drop */
   int head_started;    /* bytes of the next request head have arrived */
+  int blocked;         /* a whole request waits for room in the output queue */
   /* WebSocket */
   chat_user_t *user;
   sk_ws_decoder_t dec;
@@ -184,10 +185,30 @@ static int http_error(web_client_t *wc, int status, int head_only, int keep, con
   return http_send(wc, &a);
 }
 
-/* ---- timers --------------------------------------------------------------------------------- */
+/* ---- timers and closing ---------------------------------------------------------------------- */
 
 static void http_timer(sk_loop_t *loop, sk_timer_t *t);
 static void ws_timer(sk_loop_t *loop, sk_timer_t *t);
+
+static void drain_timer(sk_loop_t *loop, sk_timer_t *t) {
+  web_client_t *wc = t->data;
+  (void)loop;
+  web_log(wc, "output not taken within %d ms of closing", WEB_CLOSE_DRAIN_MS);
+  sk_conn_abort(wc->conn);
+}
+
+/* Closes after the queued output, which has WEB_CLOSE_DRAIN_MS to go: a
+ * client that stops reading cannot hold the connection and its queue. May
+ * call web_closed_with at once: wc is not to be touched afterwards. */
+static void web_close(web_client_t *wc) {
+  sk_conn_t *c = wc->conn;
+  sk_loop_t *loop = sk_conn_loop(c);
+  wc->state = W_CLOSING;
+  sk_timer_stop(loop, &wc->timer); /* armed or not: initialised again below */
+  sk_timer_init(&wc->timer, drain_timer, wc);
+  sk_timer_start(loop, &wc->timer, WEB_CLOSE_DRAIN_MS, 0);
+  sk_conn_close(c);
+}
 
 /* Waits for the next request: the connection may stay idle for the
  * keep-alive time; once a head has begun it has the head deadline. */
@@ -202,15 +223,21 @@ static void http_timer(sk_loop_t *loop, sk_timer_t *t) {
   (void)loop;
   if (wc->state != W_HTTP)
     return;
+  if (wc->blocked) {
+    /* The request arrived whole; its answer waits for a client that does
+     * not read what it asked for. */
+    web_log(wc, "answers not read within %llu ms", (unsigned long long)wc->web->o.head_timeout_ms);
+    sk_conn_abort(wc->conn);
+    return;
+  }
   if (!wc->head_started && wc->requests > 0) {
-    sk_conn_close(wc->conn); /* an idle keep-alive connection: close quietly */
+    web_close(wc); /* an idle keep-alive connection: close quietly */
     return;
   }
   web_log(wc, "no complete request head within %llu ms",
           (unsigned long long)wc->web->o.head_timeout_ms);
-  wc->state = W_CLOSING;
   http_error(wc, 408, 0, 0, NULL);
-  sk_conn_close(wc->conn);
+  web_close(wc);
 }
 
 /* ---- WebSocket: output -------------------------------------------------------------------- */
@@ -224,7 +251,8 @@ static int ws_frame(web_client_t *wc, unsigned opcode, const void *payload, size
   if (h + len > sk_conn_out_space(wc->conn))
     return SK_ETOOBIG;
   if (len <= SK_CHAT_OUT_LINE_MAX) {
-    memcpy(frame + h, payload, len);
+    if (len)
+      memcpy(frame + h, payload, len); /* payload may be NULL when len is 0 */
     sk_conn_send(wc->conn, frame, h + len);
   } else {
     sk_conn_send(wc->conn, frame, h);
@@ -246,8 +274,7 @@ static void ws_close_with(web_client_t *wc, unsigned code, const char *reason) {
       return;
     }
   }
-  wc->state = W_CLOSING;
-  sk_conn_close(c); /* may call web_closed at once: wc is not touched after */
+  web_close(wc); /* may call web_closed_with at once: wc is not touched after */
 }
 
 /* A protocol error: the close code the decoder named, and a log line. */
@@ -290,13 +317,12 @@ static size_t ws_sink_space(void *sink) {
 
 static void ws_sink_close(void *sink, int abort) {
   web_client_t *wc = sink;
-  if (abort || wc->state == W_CLOSING) {
-    if (abort)
-      sk_conn_abort(wc->conn);
-    else
-      sk_conn_close(wc->conn);
+  if (abort) {
+    sk_conn_abort(wc->conn);
     return;
   }
+  if (wc->state == W_CLOSING)
+    return; /* closing already, with its deadline */
   ws_close_with(wc, SK_WS_CLOSE_NORMAL, NULL);
 }
 
@@ -385,8 +411,13 @@ static int ws_step(web_client_t *wc, sk_buf_t *in) {
     }
     break;
   case SK_WS_EV_PING:
-    if (ws_frame(wc, SK_WS_OP_PONG, ev.payload, ev.len) < 0)
-      return 0; /* the queue is full: answer when it has drained */
+    if (ws_frame(wc, SK_WS_OP_PONG, ev.payload, ev.len) < 0) {
+      /* The queue is full: answer when it has drained. The frame stays in
+       * the input to be decoded again, so it gets its mask back (the
+       * decoder unmasked it in place; the key sits just before it). */
+      sk_ws_mask(ev.payload, ev.len, ev.payload - 4, 0);
+      return 0;
+    }
     break;
   case SK_WS_EV_PONG: break;
   case SK_WS_EV_CLOSE: {
@@ -497,8 +528,7 @@ static int ws_upgrade(web_client_t *wc, const sk_http_request_t *req) {
     if (r < 0)
       return r;
     web_log(wc, "WebSocket handshake refused (%d): %s", st, why);
-    wc->state = W_CLOSING;
-    sk_conn_close(wc->conn);
+    web_close(wc);
     return -1;
   }
   char head[256];
@@ -521,12 +551,15 @@ static int ws_upgrade(web_client_t *wc, const sk_http_request_t *req) {
   sk_timer_init(&wc->timer, ws_timer, wc);
   sk_timer_start(loop, &wc->timer, wc->web->o.ping_ms, wc->web->o.ping_ms);
   wc->why = "connection closed";
+  sk_conn_t *c = wc->conn; /* outlives this round, unlike wc */
   if (chat_user_open(wc->web->ch, &ws_sink_ops, wc, &wc->user) < 0) {
     wc->user = NULL;
     ws_close_with(wc, SK_WS_CLOSE_INTERNAL, "out of memory");
     return -1;
   }
-  return wc->state == W_WS ? 0 : -1; /* the welcome may not have fit */
+  /* The welcome may not have fit: the user is dropped at once, and an
+   * abort frees wc on the spot (web_closed_with clears the conn's data). */
+  return sk_conn_data(c) == wc && wc->state == W_WS ? 0 : -1;
 }
 
 /* Answers one parsed request. Returns 0 (answered; keep going if still
@@ -557,8 +590,7 @@ static int http_request(web_client_t *wc, const sk_http_request_t *req) {
     if (r < 0)
       return r;
     web_log(wc, "refused a request: %d %s", status, sk_http_reason(status));
-    wc->state = W_CLOSING;
-    sk_conn_close(wc->conn);
+    web_close(wc);
     return -1;
   }
   /* The path: without the query, and without "scheme://authority" of an
@@ -601,8 +633,7 @@ static int http_request(web_client_t *wc, const sk_http_request_t *req) {
     return r;
   wc->body_left = body;
   if (!keep) {
-    wc->state = W_CLOSING;
-    sk_conn_close(wc->conn);
+    web_close(wc);
     return -1;
   }
   return 0;
@@ -637,11 +668,11 @@ static int http_step(web_client_t *wc, sk_buf_t *in) {
     }
     web_log(wc, "malformed request: %d %s", -r, sk_http_reason(-r));
     sk_buf_consume(in, len);
-    wc->state = W_CLOSING;
-    sk_conn_close(wc->conn);
+    web_close(wc);
     return 0;
   }
   int a = http_request(wc, &req);
+  wc->blocked = a == SK_ETOOBIG;
   if (a == SK_ETOOBIG)
     return 0; /* called again once the output has drained */
   sk_buf_consume(in, (size_t)r);
@@ -667,6 +698,7 @@ static int web_open_with(web_t *w, sk_conn_t *c) {
   sk_timer_init(&wc->timer, http_timer, wc);
   sk_conn_set_data(c, wc);
   /* The first request's head has the head deadline from the start. */
+  wc->head_started = 1;
   sk_timer_start(sk_conn_loop(c), &wc->timer, w->o.head_timeout_ms, 0);
   return 0;
 }

@@ -39,6 +39,7 @@
 #define WEB_BODY_MAX (16u * 1024u)     /* request bodies up to this are read and dropped */
 #define WEB_WS_MESSAGE_MAX (16u * 1024u) /* longest WebSocket message from a browser */
 #define WEB_PING_MS 30000              /* default keep-alive ping interval */
+#define WEB_CLOSE_DRAIN_MS 5000        /* a closing connection's output must be taken within */
 #define WEB_ORIGINS_MAX 16
 #define WEB_IN_LIMIT (WEB_WS_MESSAGE_MAX + 1024u) /* input buffer: a whole frame or head */
 

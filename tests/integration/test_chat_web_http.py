@@ -747,6 +747,32 @@ def test_silent_connection_gets_408_after_the_head_deadline(run):
     c.expect_eof()
 
 
+def test_client_that_never_reads_its_answers_is_dropped(run):
+    # Pipelined requests whose answers fill the socket buffers and the
+    # output queue, and a client that reads none of them: it may not hold
+    # its connection and its queue for ever.
+    web = Web(run, "--web-head-timeout", "1")
+    c = web.conn(rcvbuf=4096)
+    c.send(web.req("/app.js") * 400)
+    web.p.err.wait_for(rb"web 127\.0\.0\.1:%d: answers not read within 1000 ms$"
+                       % c.s.getsockname()[1])
+    web.conn().still_open()  # the server goes on serving others
+
+
+def test_closing_connection_that_stops_reading_is_dropped(run):
+    # An answer that closes (HTTP/1.0 without keep-alive) but is never
+    # read: the queued output gets WEB_CLOSE_DRAIN_MS (5 s), then the
+    # connection is dropped.
+    # About 200 KB of answers: more than the kernel's buffers on both ends
+    # (the chat's sockets have a fixed 32 KiB SO_SNDBUF), less than the
+    # 256 KiB queue, so all are answered and the close waits on the queue.
+    web = Web(run)
+    c = web.conn(rcvbuf=4096)
+    c.send(web.req("/app.js") * 4 + web.req("/app.js", version="HTTP/1.0"))
+    web.p.err.wait_for(rb"web 127\.0\.0\.1:%d: output not taken within 5000 ms of closing$"
+                       % c.s.getsockname()[1], timeout=WAIT + 5)
+
+
 # ---------------------------------------------------------------------------
 # The hub
 # ---------------------------------------------------------------------------
