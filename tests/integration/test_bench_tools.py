@@ -17,6 +17,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ import threading
 import time
 
 import pytest
+
+from conftest import Proc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -604,31 +607,20 @@ def test_fanout_ws_through_sockit_chat():
     --web`, every delivery verified; the server must then stop cleanly."""
     if not os.access(SOCKIT, os.X_OK):
         pytest.skip(f"{SOCKIT} is not built")
-    p = subprocess.Popen([SOCKIT, "chat", "serve", "tcp://127.0.0.1:0", "--web",
-                          "tcp://127.0.0.1:0", "--quiet", "--no-bot", "--flood-rate", "0"],
-                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = Proc([SOCKIT, "chat", "serve", "tcp://127.0.0.1:0", "--web", "tcp://127.0.0.1:0",
+              "--quiet", "--no-bot", "--flood-rate", "0"], name="chat serve")
     try:
-        err, port, deadline = b"", None, time.monotonic() + 10
-        while port is None and time.monotonic() < deadline:
-            if select.select([p.stderr], [], [], 0.5)[0]:
-                line = p.stderr.readline()
-                assert line, f"sockit exited: {err!r}"
-                err += line
-                m = re.search(rb"chat page: http://127\.0\.0\.1:(\d+)/", line)
-                port = m and int(m.group(1))
-        assert port, f"no chat page line in time: {err!r}"
+        port = int(p.err.wait_for(rb"chat page: http://127\.0\.0\.1:(\d+)/", 10).group(1))
         rc, res, _ = loadgen("fanout", "--connect", f"127.0.0.1:{port}", "--ws", "/ws",
                              "--receivers", 5, "--count", 200, "--window", 16)
         assert rc == 0, res["error"]
         assert (res["deliveries"], res["lost"], res["corrupt"]) == (1000, 0, 0)
-        p.terminate()
-        err += p.communicate(timeout=RUN_LIMIT)[1]
-        assert p.returncode == 0, f"sockit exited {p.returncode}: {err.decode()[-2000:]}"
-        assert b"Sanitizer" not in err and b"runtime error" not in err, err.decode()[-2000:]
+        p.signal(signal.SIGTERM)
+        p.expect_exit(0, RUN_LIMIT)
+        err = p.err.text()
+        assert "Sanitizer" not in err and "runtime error" not in err, err[-2000:]
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
+        p.stop()
 
 
 # ---------------------------------------------------------------------------
