@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import re
+import resource
 import select
 import shlex
 import shutil
@@ -533,10 +534,22 @@ def start_relay(ctx, kids, side, target, direct_port, deadline):
     return port
 
 
+REDIS_REQUESTS = {True: 3000, False: 30000}  # per redis-benchmark test, quick or full
+
+
+def children_cpu():
+    """CPU seconds (user + system) of every child reaped so far, and of
+    their reaped children (socat's forks): taken before and after a run,
+    the difference is what the whole run cost the machine."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_relay_iperf3(ctx, side):
     """iperf3 moving ctx.bulk_bytes through the relay (or direct), by
     iperf3's own receiver-side account, in MiB/s."""
     deadline = time.monotonic() + ctx.run_timeout
+    cpu0 = children_cpu()
     with Children(ctx) as kids:
         tport = free_port()
         server = kids.start(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(tport)], "iperf3-s")
@@ -550,14 +563,18 @@ def run_relay_iperf3(ctx, side):
         end = json.loads(text)["end"]
         if end["sum_sent"]["bytes"] < ctx.bulk_bytes:
             raise BenchError(f"iperf3 sent {end['sum_sent']['bytes']} of {ctx.bulk_bytes} bytes")
-        return Result(end["sum_received"]["bits_per_second"] / 8 / MIB)
+    gib = end["sum_received"]["bytes"] / (1024 * MIB)
+    return Result(end["sum_received"]["bits_per_second"] / 8 / MIB,
+                  {"CPU s/GiB": (children_cpu() - cpu0) / gib})
 
 
 def run_relay_redis(ctx, side):
     """redis-benchmark (PING, SET, GET; 50 clients) against a redis that
     listens on a unix socket (relays) and on TCP (direct). The figure is
-    the mean of the tests' requests per second; each test's rate is kept."""
+    the mean of the tests' requests per second; each test's rate is kept,
+    and so is the CPU time all the processes took per request."""
     deadline = time.monotonic() + ctx.run_timeout
+    cpu0 = children_cpu()
     with Children(ctx) as kids:
         sock = os.path.join(ctx.tmp, f"redis.{time.monotonic_ns()}.sock")
         tport = free_port()
@@ -565,9 +582,9 @@ def run_relay_redis(ctx, side):
                             "--unixsocket", sock, "--save", "", "--appendonly", "no"], "redis")
         wait_listening(redis, tport, deadline)
         port = start_relay(ctx, kids, side, sock, tport, deadline)
-        n = "3000" if ctx.quick else "10000"
+        n = REDIS_REQUESTS[ctx.quick]
         bench = kids.start(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
-                            "-n", n, "-t", "ping,set,get", "--csv"], "redis-benchmark",
+                            "-n", str(n), "-t", "ping,set,get", "--csv"], "redis-benchmark",
                            stdout=subprocess.PIPE)
         text = bench.read_rest(deadline)
         if bench.wait(deadline) != 0:
@@ -579,8 +596,9 @@ def run_relay_redis(ctx, side):
                 rates[cells[0]] = float(cells[1])
         if len(rates) != 4:
             raise BenchError(f"redis-benchmark printed {sorted(rates)}, not PING/SET/GET")
-        return Result(statistics.mean(rates.values()),
-                      {"SET /s": rates["SET"], "GET /s": rates["GET"]})
+    return Result(statistics.mean(rates.values()),
+                  {"SET /s": rates["SET"], "GET /s": rates["GET"],
+                   "CPU µs/request": (children_cpu() - cpu0) / (4 * n) * 1e6})
 
 
 def run_relay_echo(conns, size):
@@ -755,16 +773,23 @@ WORKLOADS = [
                  "fork TCP:127.0.0.1:{target}")],
         rounds=3,
         notes="Targets: sockit relay at least 0.85x direct and 1.5x socat. On 2 cores the "
-              "relay is a third busy process next to iperf3's client and server."),
+              "relay is a third busy process next to iperf3's client and server. CPU s/GiB: "
+              "user + system time of every process of the run per GiB received; 2 cores "
+              "give at most 2 CPU-s per second, so it bounds what any run can reach."),
     Workload(
         "relay-redis", "redis-benchmark (PING, SET, GET; 50 clients) to a unix-socket redis",
         "requests/s", run_relay_redis,
         [Side("sockit relay", "{sockit} relay -q tcp://127.0.0.1:{port} unix:{target}",
               under_test=True),
          Side("direct (redis on TCP)", DIRECT, reference=True),
-         Side("socat", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork UNIX-CONNECT:{target}")],
+         Side("socat", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024 "
+              "UNIX-CONNECT:{target}")],
         quick=False, rounds=3,
-        notes="Figure: mean of the four tests' requests/s. Targets: at least 2x socat, 0.8x direct."),
+        notes="Figure: mean of the four tests' requests/s. Targets: at least 2x socat, 0.8x direct. "
+              "CPU µs/request: user + system time of every process of the run (redis, "
+              "redis-benchmark, the relay and its forks) per request. socat gets backlog=1024: "
+              "with its default of 5, SYNs of the 50 clients are dropped and a test waits out "
+              "1-3 s retransmits, which measures the backlog rather than the relay."),
     Workload(
         "relay-echo-50", "echo ping-pong through a relay, 50 connections, 64 bytes",
         "round trips/s", run_relay_echo(50, 64), RELAY_TCP_SIDES, quick=False, rounds=3,
@@ -1472,6 +1497,10 @@ def table(workload, rows, counted, ctx):
         f"{ctx.echo_seconds:g} s per run"
     if workload.name.startswith("wc-"):
         size = f"{WC_FILE_BYTES[ctx.quick] // MIB} MiB file"
+    if workload.name in ("relay-iperf3", "tls-relay"):
+        size = f"{ctx.bulk_bytes // MIB} MiB"
+    if workload.name == "relay-redis":
+        size = f"{REDIS_REQUESTS[ctx.quick]:,} requests per test"
     size = CHAT_LABELS.get(workload.name, size)
     size = XFER_LABELS.get(workload.name, size)
     out = [f"## {workload.name}: {workload.title} ({size})", ""]
