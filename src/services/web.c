@@ -1,7 +1,9 @@
 /* web.c - the chat's web side: the page over HTTP/1.1 and the chat over
  * WebSocket (services/web.h says what it does; sockit/http.h and
  * sockit/ws.h are the parsers it stands on). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -486,11 +488,58 @@ static int etag_matches(const char *v, size_t len, const char *etag) {
   return 0;
 }
 
+/* 1 if the connection comes from this machine's loopback (127.0.0.0/8,
+ * ::1, or 127.x mapped into IPv6). */
+static int peer_is_loopback(const sk_sockaddr_t *a) {
+  if (a->ss.ss_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
+  if (a->ss.ss_family != AF_INET6)
+    return 0;
+  const struct in6_addr *v6 = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+  return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
+}
+
+/* 1 if a Host value ("name", "name:port", "[v6]:port") names this machine's
+ * loopback: "localhost", a name under ".localhost" (RFC 6761: never sent to
+ * DNS), or a loopback address literal. */
+static int host_is_loopback_name(const char *v, size_t len) {
+  char name[64];
+  size_t n;
+  if (len > 0 && v[0] == '[') {
+    const char *end = memchr(v, ']', len);
+    if (!end)
+      return 0;
+    n = (size_t)(end - v - 1);
+    v++;
+  } else {
+    const char *colon = memchr(v, ':', len);
+    n = colon ? (size_t)(colon - v) : len;
+  }
+  if (n == 0 || n >= sizeof name)
+    return 0;
+  memcpy(name, v, n);
+  name[n] = '\0';
+  if (strcasecmp(name, "localhost") == 0 ||
+      (n > 10 && strcasecmp(name + n - 10, ".localhost") == 0))
+    return 1;
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, name, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
 /* 1 if the handshake's Origin may use the chat: none given (not a
- * browser), the page's own host, or an allowed one. */
-static int origin_ok(const web_t *w, const sk_http_request_t *req) {
+ * browser), the page's own host, or an allowed one. The page's own host
+ * counts for a client on loopback only when it is a loopback name: a page
+ * of evil.example whose name an attacker re-points at 127.0.0.1 (DNS
+ * rebinding) sends Origin and Host of evil.example, which agree. *why
+ * says what failed. */
+static int origin_ok(const web_client_t *wc, const sk_http_request_t *req, const char **why) {
+  const web_t *w = wc->web;
   size_t count;
   const sk_http_header_t *o = sk_http_header_find(req, "Origin", &count);
+  *why = "Origin not allowed";
   if (!o)
     return 1;
   if (count != 1)
@@ -501,14 +550,19 @@ static int origin_ok(const web_t *w, const sk_http_request_t *req) {
   size_t hlen;
   if (sk_ws_origin_host(o->value, o->value_len, &host, &hlen) < 0)
     return 0;
-  const sk_http_header_t *h = sk_http_header_find(req, "Host", NULL);
-  if (h && h->value_len == hlen && strncasecmp(h->value, host, hlen) == 0)
-    return 1;
   for (int i = 0; i < w->o.norigins; i++)
     if (w->o.origins[i] && strlen(w->o.origins[i]) == hlen &&
         strncasecmp(w->o.origins[i], host, hlen) == 0)
       return 1;
-  return 0;
+  const sk_http_header_t *h = sk_http_header_find(req, "Host", NULL);
+  if (!h || h->value_len != hlen || strncasecmp(h->value, host, hlen) != 0)
+    return 0;
+  if (peer_is_loopback(sk_conn_peer(wc->conn)) && !host_is_loopback_name(host, hlen)) {
+    *why = "Host is not a loopback name on a loopback connection (DNS rebinding?); "
+           "allow it with --web-origin";
+    return 0;
+  }
+  return 1;
 }
 
 /* The upgrade of GET /ws: answers 101 and makes the connection a chat
@@ -518,10 +572,8 @@ static int ws_upgrade(web_client_t *wc, const sk_http_request_t *req) {
   char accept[SK_WS_ACCEPT_LEN + 1];
   const char *why = "bad handshake";
   int st = sk_ws_check_upgrade(req, accept, &why);
-  if (st == 101 && !origin_ok(wc->web, req)) {
+  if (st == 101 && !origin_ok(wc, req, &why))
     st = 403;
-    why = "Origin not allowed";
-  }
   if (st != 101) {
     int r = http_error(wc, st, 0, 0,
                        st == 426 ? "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n" : NULL);

@@ -1038,6 +1038,45 @@ def test_handshake_web_origin_allows_one_more(run):
     chat.ws(headers=[("Origin", f"http://127.0.0.1:{chat.web_port}")])  # its own still
 
 
+@pytest.mark.parametrize("host", ["localhost:{port}", "LocalHost:{port}", "chat.localhost:{port}",
+                                  "127.0.0.1:{port}", "127.1.2.3:{port}"])
+def test_handshake_loopback_host_names_are_accepted(chat, host):
+    """Origin equal to Host, and Host a name of loopback: the page as
+    opened by the person at this machine."""
+    host = host.format(port=chat.web_port)
+    chat.ws(headers=[("Host", host), ("Origin", f"http://{host}")])
+
+
+@pytest.mark.parametrize("host", ["evil.example:{port}", "evil.example", "localhost.evil.example:{port}",
+                                  "10.1.2.3:{port}", "[2001:db8::1]:{port}", "127.0.0.1.evil.example"])
+def test_handshake_dns_rebinding_is_403(chat, host):
+    """A page of evil.example whose name an attacker re-points at 127.0.0.1
+    sends Host and Origin of evil.example, which agree: on a loopback
+    connection a name that is not loopback's is refused all the same."""
+    host = host.format(port=chat.web_port)
+    c = chat.conn()
+    c.s.sendall(handshake_request(chat.web_port, new_key(),
+                                  headers=[("Host", host), ("Origin", f"http://{host}")]))
+    status, fields = c.read_head()
+    assert status == "HTTP/1.1 403 Forbidden"
+    c.need(int(fields["content-length"][0]), time.monotonic() + WAIT, "body")
+    assert c.take(100) == b"403 Forbidden\n"
+    c.expect_eof()
+    chat.logged(c, rb"WebSocket handshake refused \(403\): Host is not a loopback name on a "
+                   rb"loopback connection \(DNS rebinding\?\); allow it with --web-origin$")
+
+
+def test_handshake_web_origin_allows_a_loopback_alias(run):
+    """A name of this machine's own (an /etc/hosts alias, say) is let in
+    once it is allowed by name."""
+    chat = Chat(run, "--web-origin", "chat.internal")
+    chat.ws(headers=[("Host", "chat.internal"), ("Origin", "https://chat.internal")])
+    status, _, _ = refused(chat, handshake_request(
+        chat.web_port, new_key(), headers=[("Host", "other.internal"),
+                                           ("Origin", "https://other.internal")]))
+    assert status == "HTTP/1.1 403 Forbidden"
+
+
 def test_handshake_web_origin_star_allows_any(run):
     chat = Chat(run, "--web-origin", "*")
     chat.ws(headers=[("Origin", "https://anywhere.example")])
