@@ -71,7 +71,9 @@ SK_API void sk_loop_free(sk_loop_t *loop);
  * itself failed. */
 SK_API int sk_loop_run(sk_loop_t *loop);
 /* Makes sk_loop_run return after the current round. Safe from a signal
- * handler and from another thread (wakes the loop through an eventfd). */
+ * handler and from another thread (wakes the loop through an eventfd).
+ * Callbacks still deferred then run before sk_loop_run returns, and those
+ * they defer too (up to 16 rounds), so deferred frees are not lost. */
 SK_API void sk_loop_stop(sk_loop_t *loop);
 /* Wakes a sleeping loop without stopping it (signal- and thread-safe). */
 SK_API void sk_loop_wake(sk_loop_t *loop);

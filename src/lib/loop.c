@@ -16,6 +16,7 @@
 #include "sockit/loop.h"
 
 #define MAX_EVENTS 256
+#define STOP_DEFER_ROUNDS 16 /* rounds of deferred work run once the loop is stopped */
 
 typedef struct {
   sk_defer_cb cb;
@@ -520,6 +521,10 @@ int sk_loop_run(sk_loop_t *loop) {
     run_timers(loop);
     run_deferred(loop);
   }
+  /* Work deferred in the last round (often a free) is not dropped: it runs
+   * now, with what it defers in turn, for a bounded number of rounds. */
+  for (int i = 0; i < STOP_DEFER_ROUNDS && loop->ndeferred > 0; i++)
+    run_deferred(loop);
   atomic_store(&loop->stop, 0);
   return rc;
 }

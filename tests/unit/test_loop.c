@@ -561,6 +561,34 @@ static void test_defer_runs_after_dispatch(void **state) {
   sk_loop_free(loop);
 }
 
+static void defer_chain_cb(sk_loop_t *loop, void *data) {
+  defer_ctx_t *d = data;
+  log_add(&d->log, 'D');
+  if (++d->defers_run == 1) {
+    sk_loop_stop(loop); /* the round ends the loop ... */
+    assert_int_equal(sk_loop_defer(loop, defer_chain_cb, d), 0); /* ... and defers more */
+  }
+}
+
+/* Work deferred by a deferred callback that stops the loop (a handshake
+ * that ends inside its first step, then frees its state later) still runs
+ * before sk_loop_run returns; a watcher keeps the loop from ending alone. */
+static void test_defer_runs_when_stopped(void **state) {
+  (void)state;
+  sk_loop_t *loop = new_loop();
+  defer_ctx_t ctx;
+  sk_timer_t keep;
+  memset(&ctx, 0, sizeof ctx);
+  sk_timer_init(&keep, NULL, NULL);
+  assert_int_equal(sk_timer_start(loop, &keep, 60000, 0), 0);
+  assert_int_equal(sk_loop_defer(loop, defer_chain_cb, &ctx), 0);
+  assert_int_equal(sk_loop_run(loop), 0);
+  assert_int_equal(ctx.defers_run, 2);
+  assert_string_equal(ctx.log.text, "DD");
+  sk_timer_stop(loop, &keep);
+  sk_loop_free(loop);
+}
+
 static void defer_timer_cb(sk_loop_t *loop, sk_timer_t *t) {
   defer_ctx_t *d = t->data;
   d->in_callback = 1;
@@ -1376,6 +1404,7 @@ int main(void) {
     cmocka_unit_test(test_timer_stop_later_from_earlier),
     cmocka_unit_test(test_timer_zero_rearm_does_not_starve_io),
     cmocka_unit_test(test_defer_runs_after_dispatch),
+    cmocka_unit_test(test_defer_runs_when_stopped),
     cmocka_unit_test(test_defer_from_timer_and_outside),
     cmocka_unit_test(test_defer_from_defer),
     cmocka_unit_test(test_defer_free_connection),
