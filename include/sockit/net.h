@@ -108,6 +108,12 @@ SK_API int sk_net_connect_finish(int fd);
 struct addrinfo;
 SK_API int sk_net_resolve(const sk_endpoint_t *ep, int passive,
                           struct addrinfo **res, char *err, size_t errlen);
+/* The addresses to connect to for ep, in the resolver's order: up to max
+ * of them in out (one for unix kinds). Returns how many (at least 1) or a
+ * negative errno with "resolve tcp://host:port: ..." in err. Resolving a
+ * name may wait on the resolver; numeric hosts and unix paths never do. */
+SK_API int sk_net_addresses(const sk_endpoint_t *ep, sk_sockaddr_t *out, int max, char *err,
+                            size_t errlen);
 /* Fills sa with the unix socket address of ep. */
 SK_API int sk_net_unix_addr(const sk_endpoint_t *ep, sk_sockaddr_t *sa);
 

@@ -1,8 +1,10 @@
 /* chat_client.c - `sockit chat ENDPOINT [--nick NAME]`: the terminal client
  * of the chat line protocol (docs/chat.md).
  *
- * One event loop watches the socket, standard input and a timer (reconnect
- * backoff, the bounded wait after /quit). Two modes:
+ * One event loop watches the socket, standard input and timers (reconnect
+ * backoff, the connect deadline, the bounded wait after /quit). Connecting
+ * and the TLS handshake run on the loop too, so typing goes on while a
+ * reconnect waits on a server that does not answer. Two modes:
  *   - terminal (stdin and stdout are ttys): raw mode and a small line
  *     editor; a server event clears the prompt line, is printed, and the
  *     prompt comes back with the half-typed line and the cursor as they were;
@@ -39,7 +41,8 @@
 #define CHATC_ROOMS_MAX 8                       /* as CHAT_USER_ROOMS on the server */
 #define CHATC_BACKOFF_MIN_MS 500
 #define CHATC_BACKOFF_MAX_MS 8000
-#define CHATC_CONNECT_TIMEOUT_MS 3000
+#define CHATC_CONNECT_TIMEOUT_MS 3000 /* per address; the TLS handshake gets as long again */
+#define CHATC_ADDRS_MAX 8             /* addresses of a name tried in turn */
 #define CHATC_QUIT_WAIT_MS 2000 /* after /quit: how long to wait for the server to close */
 #define CHATC_ESC_MAX 8         /* longest key escape sequence kept */
 
@@ -57,6 +60,15 @@ typedef struct {
   unsigned rwant, wwant;  /* what a TLS read / write waits for; 0 = the usual */
   sk_io_t sock_io, in_io;
   sk_timer_t timer; /* reconnect backoff, or the wait after /quit */
+  /* a connection attempt under way (pend_fd >= 0 or hs set) */
+  sk_sockaddr_t addrs[CHATC_ADDRS_MAX];
+  int naddrs, addr_i, last_err;
+  int pend_fd;           /* the socket being connected, -1 otherwise */
+  sk_tls_t *pend_tls;    /* its TLS session while the handshake runs */
+  sk_tls_hs_t *hs;       /* that handshake */
+  sk_timer_t conn_timer; /* the deadline of the connect to one address */
+  int first_attempt;     /* no connection yet: a failure ends the client */
+  char fatal[SK_ERRLEN]; /* why the first connection failed */
   sk_buf_t sock_in, sock_out, std_in;
   sk_chat_reader_t sock_reader, in_reader;
   uint64_t backoff_ms;
@@ -668,64 +680,167 @@ static int on_sock_lines(client_t *c) {
   }
 }
 
-/* Connects (blocking, bounded by CHATC_CONNECT_TIMEOUT_MS) and, for a
- * tls:// server, completes the handshake (bounded by --tls-timeout, else
- * the same). Returns 0, or -1 with the reason in err. */
-static int do_connect(client_t *c, char *err, size_t errlen) {
-  sk_sockopts_t so;
-  memset(&so, 0, sizeof so);
-  so.nodelay = 1;
-  so.connect_timeout_ms = CHATC_CONNECT_TIMEOUT_MS;
-  int fd = sk_net_connect(&c->ep, &so, err, errlen);
-  if (fd < 0)
-    return -1;
-  if (c->tls_ctx) {
-    char why[SK_ERRLEN];
-    uint64_t ms = c->tlsopt.handshake_ms ? c->tlsopt.handshake_ms : CHATC_CONNECT_TIMEOUT_MS;
-    if (sk_tls_new(&c->tls, c->tls_ctx, fd, c->ep.host) < 0) {
-      snprintf(why, sizeof why, "out of memory");
-    } else if (sk_tls_handshake_wait(c->tls, fd, ms, why, sizeof why) == 0) {
-      why[0] = '\0';
-    }
-    if (why[0]) {
-      snprintf(err, errlen, "tls %.60s: %.180s", c->name, why);
-      sk_tls_free(c->tls);
-      c->tls = NULL;
-      close(fd);
-      return -1;
-    }
-    c->rwant = c->wwant = 0;
+/* ---- connecting, without blocking the loop ------------------------------------------------ */
+
+static void attempt_next(client_t *c);
+
+/* Gives up the attempt under way, if any: its socket, session, handshake
+ * and deadline. */
+static void attempt_abandon(client_t *c) {
+  sk_timer_stop(c->loop, &c->conn_timer);
+  if (c->hs) {
+    sk_tls_handshake_cancel(c->hs);
+    c->hs = NULL;
   }
-  c->fd = fd;
+  sk_tls_free(c->pend_tls);
+  c->pend_tls = NULL;
+  if (c->pend_fd >= 0) {
+    sk_io_stop(c->loop, &c->sock_io);
+    close(c->pend_fd);
+    c->pend_fd = -1;
+  }
+}
+
+/* The attempt failed with err: before any connection that ends the client
+ * (exit 1 with err), later the next try comes after twice the wait (at
+ * most CHATC_BACKOFF_MAX_MS). */
+static void attempt_failed(client_t *c, const char *err) {
+  attempt_abandon(c);
+  if (c->first_attempt) {
+    snprintf(c->fatal, sizeof c->fatal, "%s", err);
+    c->exit_code = EXIT_NET;
+    sk_loop_stop(c->loop);
+    return;
+  }
+  c->backoff_ms = c->backoff_ms * 2 > CHATC_BACKOFF_MAX_MS ? CHATC_BACKOFF_MAX_MS : c->backoff_ms * 2;
+  note(c, "* %s; retrying in %gs", err, (double)c->backoff_ms / 1000.0);
+  sk_timer_start(c->loop, &c->timer, c->backoff_ms, 0);
+}
+
+/* The attempt succeeded: its socket (and session) become the connection. */
+static void attempt_done(client_t *c) {
+  c->fd = c->pend_fd;
+  c->tls = c->pend_tls;
+  c->pend_fd = -1;
+  c->pend_tls = NULL;
+  c->rwant = c->wwant = 0;
+  c->first_attempt = 0;
   sk_buf_init(&c->sock_in, CHATC_SOCK_IN_MAX);
   sk_buf_init(&c->sock_out, CHATC_SOCK_OUT_MAX);
   sk_chat_reader_init(&c->sock_reader, SK_CHAT_OUT_LINE_MAX);
   c->sock_io.cb = on_sock;
   c->sock_io.data = c;
-  if (sk_io_start(c->loop, &c->sock_io, fd, SK_READABLE) < 0) {
-    snprintf(err, errlen, "cannot watch the socket");
-    close(fd);
-    c->fd = -1;
-    return -1;
+  if (sk_io_start(c->loop, &c->sock_io, c->fd, SK_READABLE) < 0) {
+    on_lost(c, -ENOMEM); /* cannot watch it: treated as a lost connection */
+    return;
   }
   set_stdin(c);
-  return 0;
 }
 
-/* The timer: after /quit, the end of the wait; else a reconnect try,
- * and on failure the next one after twice the wait (at most 8 s). */
+/* The TLS handshake of the attempt ended. */
+static void attempt_tls_done(void *data, int err, const char *msg) {
+  client_t *c = data;
+  c->hs = NULL;
+  if (err == 0) {
+    attempt_done(c);
+    return;
+  }
+  char why[SK_ERRLEN];
+  snprintf(why, sizeof why, "tls %.60s: %.180s", c->name, msg);
+  attempt_failed(c, why);
+}
+
+/* The socket being connected became writable: connected (then the TLS
+ * handshake, for a tls:// server), or refused (the next address). */
+static void on_connect_ready(sk_loop_t *loop, sk_io_t *io, unsigned events) {
+  client_t *c = io->data;
+  (void)events;
+  int r = sk_net_connect_finish(c->pend_fd);
+  sk_timer_stop(loop, &c->conn_timer);
+  sk_io_stop(loop, &c->sock_io);
+  if (r < 0) {
+    c->last_err = r;
+    close(c->pend_fd);
+    c->pend_fd = -1;
+    attempt_next(c);
+    return;
+  }
+  if (!c->tls_ctx) {
+    attempt_done(c);
+    return;
+  }
+  uint64_t ms = c->tlsopt.handshake_ms ? c->tlsopt.handshake_ms : CHATC_CONNECT_TIMEOUT_MS;
+  if (sk_tls_new(&c->pend_tls, c->tls_ctx, c->pend_fd, c->ep.host) < 0 ||
+      !(c->hs = sk_tls_handshake_async(loop, c->pend_tls, c->pend_fd, ms, attempt_tls_done, c))) {
+    char why[SK_ERRLEN];
+    snprintf(why, sizeof why, "tls %.60s: out of memory", c->name);
+    attempt_failed(c, why);
+  }
+}
+
+/* No answer from this address in time: the next one. */
+static void on_connect_timeout(sk_loop_t *loop, sk_timer_t *t) {
+  client_t *c = t->data;
+  (void)loop;
+  c->last_err = -ETIMEDOUT;
+  attempt_abandon(c);
+  attempt_next(c);
+}
+
+/* Connects to the next address of the attempt; when none is left the
+ * attempt failed with the last address's error. */
+static void attempt_next(client_t *c) {
+  sk_sockopts_t so;
+  memset(&so, 0, sizeof so);
+  so.nodelay = 1;
+  while (c->addr_i < c->naddrs) {
+    int fd = sk_net_connect_start(&c->addrs[c->addr_i++], SOCK_STREAM, &so);
+    if (fd < 0) {
+      c->last_err = fd;
+      continue;
+    }
+    c->pend_fd = fd;
+    c->sock_io.cb = on_connect_ready;
+    c->sock_io.data = c;
+    if (sk_io_start(c->loop, &c->sock_io, fd, SK_WRITABLE) < 0) {
+      c->last_err = -ENOMEM;
+      close(fd);
+      c->pend_fd = -1;
+      continue;
+    }
+    sk_timer_start(c->loop, &c->conn_timer, CHATC_CONNECT_TIMEOUT_MS, 0);
+    return;
+  }
+  char why[SK_ERRLEN];
+  snprintf(why, sizeof why, "connect %.180s: %s", c->name, sk_strerror(c->last_err));
+  attempt_failed(c, why);
+}
+
+/* Starts a connection attempt: the server's addresses (resolving a name is
+ * the one step that may wait, on a slow resolver), each tried in turn,
+ * each connect bounded by CHATC_CONNECT_TIMEOUT_MS, then for a tls://
+ * server the handshake bounded by --tls-timeout (else the same). */
+static void attempt_start(client_t *c) {
+  char err[SK_ERRLEN];
+  int n = sk_net_addresses(&c->ep, c->addrs, CHATC_ADDRS_MAX, err, sizeof err);
+  if (n < 0) {
+    attempt_failed(c, err);
+    return;
+  }
+  c->naddrs = n;
+  c->addr_i = 0;
+  c->last_err = -EHOSTUNREACH;
+  attempt_next(c);
+}
+
+/* The timer: after /quit, the end of the wait; else a reconnect try. */
 static void on_timer(sk_loop_t *loop, sk_timer_t *t) {
   client_t *c = t->data;
   if (c->quitting) { /* the server did not close after /quit in time */
     sk_loop_stop(loop);
     return;
   }
-  char err[SK_ERRLEN];
-  if (do_connect(c, err, sizeof err) == 0)
-    return;
-  c->backoff_ms = c->backoff_ms * 2 > CHATC_BACKOFF_MAX_MS ? CHATC_BACKOFF_MAX_MS : c->backoff_ms * 2;
-  note(c, "* %s; retrying in %gs", err, (double)c->backoff_ms / 1000.0);
-  sk_timer_start(loop, &c->timer, c->backoff_ms, 0);
+  attempt_start(c);
 }
 
 /* Tells the user and arms the first reconnect try. */
@@ -983,7 +1098,8 @@ static void set_stdin(client_t *c) {
 
 /* Plain mode: sends the whole lines read from standard input once greeted;
  * at its end, the last partial line and /quit (offline with lines still
- * waiting: once the connection is back; offline with none: exits). */
+ * waiting: once the connection is back; offline with none: exits; before
+ * the first connection: once it is made). */
 static void plain_drain(client_t *c) {
   while (c->greeted && !c->quitting) {
     size_t used;
@@ -999,7 +1115,8 @@ static void plain_drain(client_t *c) {
     if (k == SK_CHAT_NEED_MORE)
       break;
   }
-  if (c->in_eof && !c->quitting && (c->greeted || !sk_buf_len(&c->std_in))) {
+  if (c->in_eof && !c->quitting && !c->first_attempt &&
+      (c->greeted || !sk_buf_len(&c->std_in))) {
     if (c->greeted && sk_buf_len(&c->std_in)) /* a last line without LF */
       user_line(c, sk_buf_head(&c->std_in), sk_buf_len(&c->std_in));
     sk_buf_consume(&c->std_in, sk_buf_len(&c->std_in));
@@ -1088,6 +1205,8 @@ int cli_chat_client(int argc, char **argv) {
   client_t *c = &cl;
   memset(c, 0, sizeof *c);
   c->fd = -1;
+  c->pend_fd = -1;
+  c->first_attempt = 1;
   const char *endpoint = NULL;
   int opt;
   opterr = 0;
@@ -1144,6 +1263,7 @@ int cli_chat_client(int argc, char **argv) {
     return EXIT_NET;
   }
   sk_timer_init(&c->timer, on_timer, c);
+  sk_timer_init(&c->conn_timer, on_connect_timeout, c);
   sk_buf_init(&c->std_in, CHATC_STDIN_MAX);
   sk_chat_reader_init(&c->in_reader, SK_CHAT_LINE_MAX);
   c->in_io.cb = on_stdin;
@@ -1160,13 +1280,7 @@ int cli_chat_client(int argc, char **argv) {
     }
   }
   c->exit_code = EXIT_OK;
-  if (do_connect(c, err, sizeof err) < 0) {
-    tty_restore();
-    cli_error("%s", err);
-    sk_loop_free(c->loop);
-    sk_tls_ctx_free(c->tls_ctx);
-    return EXIT_NET;
-  }
+  attempt_start(c); /* failing at once stops the loop before it runs */
   if (sk_io_start(c->loop, &c->in_io, STDIN_FILENO, SK_READABLE) < 0)
     cli_error("chat: standard input cannot be watched: only showing what arrives");
   set_stdin(c);
@@ -1185,6 +1299,9 @@ int cli_chat_client(int argc, char **argv) {
   if (c->tty)
     write_all(STDOUT_FILENO, "\r\x1b[K", 4);
   tty_restore();
+  if (c->fatal[0])
+    cli_error("%s", c->fatal);
+  attempt_abandon(c);
   drop_connection(c);
   sk_buf_free(&c->std_in);
   for (int i = 0; i < c->nhistory; i++)

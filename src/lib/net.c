@@ -168,6 +168,37 @@ int sk_net_resolve(const sk_endpoint_t *ep, int passive, struct addrinfo **res, 
   return 0;
 }
 
+int sk_net_addresses(const sk_endpoint_t *ep, sk_sockaddr_t *out, int max, char *err,
+                     size_t errlen) {
+  char name[SK_ENDPOINT_STRLEN];
+  sk_endpoint_format(ep, name, sizeof name);
+  if (max < 1 || ep->kind == SK_EP_STDIO) {
+    if (err && errlen)
+      snprintf(err, errlen, "resolve %s: not a socket address", name);
+    return -EINVAL;
+  }
+  if (ep->kind != SK_EP_TCP && ep->kind != SK_EP_UDP) {
+    int r = sk_net_unix_addr(ep, &out[0]);
+    return r < 0 ? sk_err_set(r, err, errlen, "%s", name) : 1;
+  }
+  struct addrinfo *res, *ai;
+  int r = sk_net_resolve(ep, 0, &res, err, errlen);
+  if (r < 0)
+    return r;
+  int n = 0;
+  for (ai = res; ai && n < max; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof out[n].ss)
+      continue;
+    memcpy(&out[n].ss, ai->ai_addr, ai->ai_addrlen);
+    out[n].len = ai->ai_addrlen;
+    n++;
+  }
+  freeaddrinfo(res);
+  if (n == 0 && err && errlen)
+    snprintf(err, errlen, "resolve %s: no usable address", name);
+  return n ? n : -EHOSTUNREACH;
+}
+
 /* ---- listeners ------------------------------------------------------------- */
 
 static int new_socket(int family, int type) {

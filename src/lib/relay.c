@@ -679,21 +679,11 @@ static int resolve_target(target_t *t, int udp, char *err, size_t errlen) {
     return sk_err_set(-EINVAL, err, errlen, "target %s: %s", t->name,
                       udp ? "a udp listener needs udp targets"
                           : "a stream listener needs stream targets (tcp, unix, seqpacket)");
-  if (t->ep.kind != SK_EP_TCP && t->ep.kind != SK_EP_UDP) {
-    t->naddrs = 1;
-    return sk_net_unix_addr(&t->ep, &t->addrs[0]);
-  }
-  struct addrinfo *res, *ai;
-  int rc = sk_net_resolve(&t->ep, 0, &res, err, errlen);
-  if (rc < 0)
-    return rc;
-  for (ai = res; ai && t->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-    memcpy(&t->addrs[t->naddrs].ss, ai->ai_addr, ai->ai_addrlen);
-    t->addrs[t->naddrs].len = ai->ai_addrlen;
-    t->naddrs++;
-  }
-  freeaddrinfo(res);
-  return t->naddrs ? 0 : sk_err_set(-EHOSTUNREACH, err, errlen, "resolve %s", t->name);
+  int n = sk_net_addresses(&t->ep, t->addrs, MAX_ADDRS, err, errlen);
+  if (n < 0)
+    return n;
+  t->naddrs = n;
+  return 0;
 }
 
 int sk_relay_new(sk_relay_t **out, const sk_endpoint_t *listen, const sk_endpoint_t *targets,

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -350,12 +351,74 @@ def test_tty_reconnect_notice_keeps_the_half_line(run, tty_client):
     srv.wait()
     lines = t.wait(lambda ls: "* disconnected, reconnecting in 0.5s" in ls, "the notice")
     assert prompt_line(lines) in ("(offline) #lobby> not yet sent", "(offline) - > not yet sent")
-    start_server(run, port)
-    lines = t.wait(lambda ls: prompt_line(ls) == "rita #lobby> not yet sent", "the reconnect")
+    lines = back_and_send(run, t, port, "rita", "not yet sent")
     assert f"* reconnected to tcp://127.0.0.1:{port}" in lines
+
+
+def back_and_send(run, t, port, nick, text):
+    """Starts the server again on port; once the client is back with the
+    half line text still on its prompt, Enter sends it (checked by a second
+    client). Returns the screen seen after the reconnect."""
+    start_server(run, port)
+    lines = t.wait(lambda ls: prompt_line(ls) == f"{nick} #lobby> {text}", "the reconnect")
     bob = Client(port, "bob")
     try:
         t.keys("Enter")
-        bob.wait("MSG #lobby rita not yet sent")
+        bob.wait(f"MSG #lobby {nick} {text}")
     finally:
         bob.close()
+    return lines
+
+
+def unanswering_listener(port):
+    """Takes port with a full accept queue (backlog 0, one connection
+    queued and never accepted): the kernel drops further SYNs, so a connect
+    there waits for its own deadline, as with a host that went silent.
+    Returns the sockets to close."""
+    lst = socket.socket()
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(("127.0.0.1", port))
+    lst.listen(0)
+    socks = [lst]
+    for _ in range(2):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        socks.append(f)
+    probe = socket.socket()
+    probe.settimeout(0.5)
+    try:
+        with pytest.raises(socket.timeout):
+            probe.connect(("127.0.0.1", port))
+    finally:
+        probe.close()
+    return socks
+
+
+def test_tty_typing_goes_on_while_a_reconnect_waits(run, tty_client):
+    """The reconnect connects on the event loop: while a connect waits on a
+    server that does not answer (up to 3 s), keys are echoed at once; the
+    attempt then times out, and the client comes back when the server does."""
+    srv, port = start_server(run)
+    t = tty_client(port, "--nick", "uma")
+    t.wait(lambda ls: prompt_line(ls) == "uma #lobby>", "the prompt")
+    srv.p.kill()
+    srv.wait()
+    socks = unanswering_listener(port)
+    try:
+        t.wait(lambda ls: "* disconnected, reconnecting in 0.5s" in ls, "the notice")
+        time.sleep(1.0)  # the attempt began 0.5 s after the notice and waits 3 s
+        typed = time.monotonic()
+        t.keys("typed while waiting", literal=True)
+        t.wait(lambda ls: prompt_line(ls).endswith("> typed while waiting"), "the echo")
+        echoed = time.monotonic() - typed
+        lines = t.wait(lambda ls: any(re.fullmatch(
+            r"\* connect tcp://127\.0\.0\.1:%d: Connection timed out; retrying in 1s" % port, ln)
+            for ln in ls), "the timed-out attempt")
+        # a blocked loop would echo only when the connect gave up (>= 2.5 s)
+        assert echoed < 1.5, f"keys echoed {echoed:.2f} s after typing"
+        assert prompt_line(lines) == "(offline) #lobby> typed while waiting", lines
+    finally:
+        for s in socks:
+            s.close()
+    back_and_send(run, t, port, "uma", "typed while waiting")

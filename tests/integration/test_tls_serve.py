@@ -157,6 +157,36 @@ def test_chat_plain_text_on_tls_port(run, pki):
     alice.out.wait_for(rb"HELLO 1 guest\d+ #lobby ")
 
 
+def test_chat_client_reconnect_handshake_times_out_then_recovers(run, pki):
+    """The client's reconnect does its TLS handshake on the loop, bounded by
+    --tls-timeout: a listener that accepts and never answers costs one
+    timed-out try, and the client is back once the real server is."""
+    chat, port = chat_tls(run, pki, "--no-bot")
+    c = run.sockit("chat", f"tls://localhost:{port}", "--ca", str(pki / "ca.pem"),
+                   "--tls-timeout", "1", "--nick", "vera", name="vera")
+    c.out.wait_for(rb"^\* guest\d+ is now vera$")
+    chat.p.kill()
+    chat.wait()
+    c.out.wait_for(rb"^\* disconnected, reconnecting in 0\.5s$")
+    silent = socket.socket()
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    silent.bind(("127.0.0.1", port))
+    silent.listen(8)
+    try:
+        c.out.wait_for(rb"^\* tls tls://localhost:%d: TLS handshake timed out; retrying in 1s$"
+                       % port, timeout=WAIT + 2)
+    finally:
+        silent.close()
+    again = run.sockit("chat", "serve", f"tls://127.0.0.1:{port}", *cert_opts(pki), "--no-bot",
+                       name="sockit chat serve (again)")
+    c.out.wait_for(rb"^\* reconnected to tls://localhost:%d$" % port, timeout=WAIT + 10)
+    c.out.wait_for(rb"(?s)reconnected.*^\* guest\d+ is now vera$")
+    c.write(b"back over TLS\n")
+    again.out.wait_for(rb"MSG #lobby vera back over TLS\n")
+    c.close_stdin()
+    c.expect_exit(0)
+
+
 def test_chat_tls_and_plain_side_by_side_and_shutdown(run, pki):
     chat = run.sockit("chat", "serve", "tls://127.0.0.1:0", "tcp://127.0.0.1:0", *cert_opts(pki),
                       "--no-bot")

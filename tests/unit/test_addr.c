@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "sockit/addr.h"
+#include "sockit/net.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -991,6 +992,40 @@ static void test_sockaddr_format_kernel(void **state) {
   close(fd);
 }
 
+/* sk_net_addresses: numeric hosts give their one address with the port,
+ * unix kinds their path, at most max; stdio and no room are refused. */
+static void test_net_addresses(void **state) {
+  (void)state;
+  sk_endpoint_t ep;
+  sk_sockaddr_t a[4];
+  char err[SK_ERRLEN], out[SK_ENDPOINT_STRLEN];
+  assert_int_equal(sk_endpoint_parse(&ep, "tcp://127.0.0.1:6667", SK_EP_CONNECT, err, sizeof err), 0);
+  assert_int_equal(sk_net_addresses(&ep, a, 4, err, sizeof err), 1);
+  sk_sockaddr_format(&a[0], out, sizeof out);
+  assert_string_equal(out, "127.0.0.1:6667");
+  assert_int_equal(sk_endpoint_parse(&ep, "tcp://[::1]:7", SK_EP_CONNECT, err, sizeof err), 0);
+  assert_int_equal(sk_net_addresses(&ep, a, 4, err, sizeof err), 1);
+  assert_int_equal(a[0].ss.ss_family, AF_INET6);
+  assert_int_equal(sk_sockaddr_port(&a[0]), 7);
+  assert_int_equal(sk_endpoint_parse(&ep, "unix:/run/x.sock", SK_EP_CONNECT, err, sizeof err), 0);
+  assert_int_equal(sk_net_addresses(&ep, a, 4, err, sizeof err), 1);
+  assert_int_equal(a[0].ss.ss_family, AF_UNIX);
+  assert_string_equal(((struct sockaddr_un *)&a[0].ss)->sun_path, "/run/x.sock");
+  assert_int_equal(sk_endpoint_parse(&ep, "unix:@abs", SK_EP_CONNECT, err, sizeof err), 0);
+  assert_int_equal(sk_net_addresses(&ep, a, 1, err, sizeof err), 1);
+  assert_int_equal(a[0].len, offsetof(struct sockaddr_un, sun_path) + 4);
+  /* a name may give several; never more than max */
+  assert_int_equal(sk_endpoint_parse(&ep, "tcp://localhost:1", SK_EP_CONNECT, err, sizeof err), 0);
+  int n = sk_net_addresses(&ep, a, 1, err, sizeof err);
+  assert_int_equal(n, 1);
+  assert_int_equal(sk_sockaddr_port(&a[0]), 1);
+  assert_int_equal(sk_net_addresses(&ep, a, 0, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "resolve tcp://localhost:1: not a socket address"));
+  assert_int_equal(sk_endpoint_parse(&ep, "-", SK_EP_CONNECT, err, sizeof err), 0);
+  assert_int_equal(sk_net_addresses(&ep, a, 4, err, sizeof err), -EINVAL);
+  assert_non_null(strstr(err, "not a socket address"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_valid_forms),
@@ -1013,6 +1048,7 @@ int main(void) {
     cmocka_unit_test(test_sockaddr_format_inet),
     cmocka_unit_test(test_sockaddr_format_unix),
     cmocka_unit_test(test_sockaddr_format_kernel),
+    cmocka_unit_test(test_net_addresses),
   };
   return cmocka_run_group_tests_name("addr", tests, NULL, NULL);
 }
