@@ -3,6 +3,7 @@
 #define SK_INTERNAL_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "sk_config.h"
@@ -15,6 +16,14 @@ static inline int sk__neg_errno(void) { return errno ? -errno : -EIO; }
 
 /* Monotonic clock in milliseconds. */
 uint64_t sk__now_ms(void);
+
+/* Error reports of the server framework and the relay: formats the message
+ * and passes it to cb(ctx, msg), unless one went out less than a second
+ * before `now` (*last, monotonic ms, kept per loop by the caller), so an
+ * error storm (EMFILE, a target that keeps failing) costs one line a
+ * second, not one per event. cb may be NULL: nothing is formatted. */
+void sk__report_limited(uint64_t *last, uint64_t now, void (*cb)(void *ctx, const char *msg),
+                        void *ctx, const char *fmt, va_list ap);
 
 /* Gives an empty buffer without storage a first allocation sized for len
  * bytes (a power of two from 256, within the limit) instead of

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/internal.h"
+#include "sockit/error.h"
 #include "sockit/loop.h"
 
 #define MAX_EVENTS 256
@@ -527,4 +529,16 @@ int sk_loop_run(sk_loop_t *loop) {
     run_deferred(loop);
   atomic_store(&loop->stop, 0);
   return rc;
+}
+
+/* ---- rate-limited reports (internal.h) ------------------------------------------- */
+
+void sk__report_limited(uint64_t *last, uint64_t now, void (*cb)(void *ctx, const char *msg),
+                        void *ctx, const char *fmt, va_list ap) {
+  if (!cb || (*last && now - *last < 1000))
+    return;
+  *last = now;
+  char msg[SK_ERRLEN];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  cb(ctx, msg);
 }

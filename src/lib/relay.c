@@ -101,19 +101,11 @@ static void instance_maybe_finish(instance_t *in);
 
 static void report(instance_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void report(instance_t *in, const char *fmt, ...) {
-  sk_relay_t *r = in->r;
-  if (!r->o.on_error)
-    return;
-  uint64_t now = sk_loop_now(in->loop);
-  if (in->last_error_log && now - in->last_error_log < 1000)
-    return;
-  in->last_error_log = now;
-  char msg[SK_ERRLEN];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  sk__report_limited(&in->last_error_log, sk_loop_now(in->loop), in->r->o.on_error,
+                     in->r->o.ctx, fmt, ap);
   va_end(ap);
-  r->o.on_error(r->o.ctx, msg);
 }
 
 static uint64_t retry_ms(const sk_relay_t *r) { return r->o.retry_ms ? r->o.retry_ms : SK_RELAY_RETRY_MS; }

@@ -131,19 +131,11 @@ static void flush_unlink(sk_conn_t *c);
 
 static void report(instance_t *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void report(instance_t *in, const char *fmt, ...) {
-  sk_server_t *s = in->srv;
-  if (!s->o.on_error)
-    return;
-  uint64_t now = sk_loop_now(in->loop);
-  if (in->last_error_log && now - in->last_error_log < 1000)
-    return;
-  in->last_error_log = now;
-  char msg[SK_ERRLEN];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  sk__report_limited(&in->last_error_log, sk_loop_now(in->loop), in->srv->o.on_error,
+                     in->srv->o.ctx, fmt, ap);
   va_end(ap);
-  s->o.on_error(s->o.ctx, msg);
 }
 
 /* ---- connections ------------------------------------------------------------------ */
