@@ -124,6 +124,12 @@ SK_API int sk_net_apply(int fd, int socktype, int family, const sk_sockopts_t *o
 SK_API int sk_net_set_nonblock(int fd, int on);
 SK_API int sk_net_set_cloexec(int fd, int on);
 
+/* Closes a connected socket with a reset (SO_LINGER 0): a TCP peer gets an
+ * RST instead of a FIN, and the kernel frees at once what it still held
+ * unsent, instead of keeping it in FIN-WAIT for a peer that does not read.
+ * For giving up on a peer, never for an orderly end. */
+SK_API void sk_net_close_reset(int fd);
+
 /* Sets SIGPIPE to SIG_IGN for the process (writes to closed pipes then
  * return EPIPE). */
 SK_API void sk_net_ignore_sigpipe(void);

@@ -45,6 +45,12 @@ int sk_net_set_cloexec(int fd, int on) {
 
 void sk_net_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
+void sk_net_close_reset(int fd) {
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg); /* unix sockets ignore it */
+  close(fd);
+}
+
 size_t sk_net_msg_max(int fd) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;

@@ -64,8 +64,10 @@ struct sk_conn {
   void *data;
   sk_sockaddr_t peer;
   int rd_eof, closing, closed;
+  int reset;              /* aborted: closed with an RST (sk_conn_abort) */
   int lingering;          /* our side is shut; draining theirs before close */
   int in_dispatch;        /* inside a handler callback: flush afterwards */
+  int resume;             /* the queue drained past half with input held: hand it over */
   int flush_queued;       /* on the instance's end-of-round flush list */
   sk_conn_t *flush_prev, *flush_next;
   size_t lingered;        /* bytes drained while lingering */
@@ -176,7 +178,10 @@ static void conn_end(sk_conn_t *c, int reason, const char *why_text) {
   if (c->t)
     sk_timer_stop(in->loop, &c->t->timer);
   sk_io_stop(in->loop, &c->io);
-  close(c->fd);
+  if (c->reset)
+    sk_net_close_reset(c->fd);
+  else
+    close(c->fd);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -229,11 +234,15 @@ static ssize_t tls_write(sk_conn_t *c) {
   return n;
 }
 
-/* Writes queued output. Returns 0, or -1 if the connection was closed (or
- * is lingering before its close). */
+/* Writes queued output. When that takes the queue from above half its
+ * limit to half or below while the handler holds input back, c->resume is
+ * set: the handler gets that input again on the next round (conn_writable;
+ * conn_update watches for it), whichever flush drained the queue. Returns
+ * 0, or -1 if the connection was closed (or is lingering before its close). */
 static int conn_flush(sk_conn_t *c) {
   if (c->closed || c->lingering)
     return -1;
+  size_t before = sk_buf_len(&c->out), half = c->out.limit / 2;
   while (sk_buf_len(&c->out)) {
     ssize_t n = c->t ? tls_write(c) : sk_buf_write_fd(&c->out, c->fd, 1);
     if (n == SK_EAGAIN)
@@ -245,6 +254,8 @@ static int conn_flush(sk_conn_t *c) {
     c->bytes_out += (uint64_t)n;
     c->last_activity = sk_loop_now(c->inst->loop);
   }
+  if (before > half && sk_buf_len(&c->out) <= half && sk_buf_len(&c->in))
+    c->resume = 1;
   if (c->closing && sk_buf_len(&c->out) == 0) {
     if (c->t)
       c->inst->srv->tls_ops->close_notify(c->t->tls); /* a graceful end, said in TLS */
@@ -344,6 +355,8 @@ static void conn_update(sk_conn_t *c) {
       ev |= c->t->rwant ? c->t->rwant : SK_READABLE;
     if (sk_buf_len(&c->out))
       ev |= c->t->wwant ? c->t->wwant : SK_WRITABLE;
+    if (c->resume)
+      ev |= SK_WRITABLE; /* the next round hands the held input over */
     sk_io_set(c->inst->loop, &c->io, ev);
     /* Decrypted bytes held in the session do not make the socket readable. */
     if (rd && c->inst->srv->tls_ops->pending(c->t->tls) && !sk_timer_active(&c->t->timer))
@@ -352,21 +365,24 @@ static void conn_update(sk_conn_t *c) {
   }
   if (conn_wants_input(c))
     ev |= SK_READABLE;
-  if (sk_buf_len(&c->out))
+  if (sk_buf_len(&c->out) || c->resume)
     ev |= SK_WRITABLE;
   sk_io_set(c->inst->loop, &c->io, ev);
 }
 
-/* The socket took output: write more, and when the queue drained below
- * half its limit let the handler see input it may have held back. Returns
- * 0, or -1 if c is closed or lingering. */
+/* The socket took output: write more, and once the queue drained to half
+ * its limit (in this flush or an earlier one: c->resume) let the handler
+ * see the input it held back. Returns 0, or -1 if c is closed or lingering. */
 static int conn_writable(sk_conn_t *c) {
-  size_t before = sk_buf_len(&c->out);
   if (conn_flush(c) < 0)
     return -1;
-  if (before > c->out.limit / 2 && sk_buf_len(&c->out) <= c->out.limit / 2 &&
-      sk_buf_len(&c->in))
-    conn_dispatch(c, &c->in);
+  if (c->resume) {
+    c->resume = 0;
+    if (sk_buf_len(&c->in) && sk_buf_len(&c->out) <= c->out.limit / 2)
+      conn_dispatch(c, &c->in);
+    else
+      conn_update(c); /* nothing to hand over: stop watching for it */
+  }
   return c->closed ? -1 : 0;
 }
 
@@ -415,7 +431,8 @@ static void tls_read(sk_conn_t *c) {
 static void tls_io(sk_conn_t *c, unsigned ev) {
   conn_tls_t *t = c->t;
   unsigned rw = t->rwant ? t->rwant : SK_READABLE, ww = t->wwant ? t->wwant : SK_WRITABLE;
-  if (sk_buf_len(&c->out) && (ev & (ww | SK_HANGUP)) && conn_writable(c) < 0)
+  if ((sk_buf_len(&c->out) || c->resume) && (ev & (ww | SK_WRITABLE | SK_HANGUP)) &&
+      conn_writable(c) < 0)
     return;
   if ((ev & (rw | SK_HANGUP)) && conn_wants_input(c)) {
     tls_read(c);
@@ -598,7 +615,11 @@ void sk_conn_close(sk_conn_t *c) {
     conn_update(c);
 }
 
-void sk_conn_abort(sk_conn_t *c) { conn_close_now(c, SK_CLOSE_NORMAL); }
+void sk_conn_abort(sk_conn_t *c) {
+  if (!c->closed)
+    c->reset = 1;
+  conn_close_now(c, SK_CLOSE_NORMAL);
+}
 void *sk_conn_data(const sk_conn_t *c) { return c->data; }
 void sk_conn_set_data(sk_conn_t *c, void *data) { c->data = data; }
 void *sk_conn_ctx(const sk_conn_t *c) { return c->inst->srv->o.ctx; }

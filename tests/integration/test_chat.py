@@ -12,6 +12,7 @@ import re
 import selectors
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -581,6 +582,13 @@ def test_never_reading_client_is_cut_off_and_the_others_get_everything(run, clie
         assert got == [f"MSG #lobby sender {l}".encode() for l in lines]
         assert b"QUIT #lobby slowpoke send queue full" in r.seen
     p.err.wait_for(rb"sockit: chat: slowpoke \(127\.0\.0\.1:\d+\) disconnected: send queue full")
+    # Cut off with a reset: the server's side is gone at once, not left in
+    # FIN-WAIT holding what the kernel could not send to a client that does
+    # not read.
+    held = subprocess.run(["ss", "-Htn", "state", "all", "src", f"127.0.0.1:{port}",
+                           "dst", "127.0.0.1:%d" % slow.s.getsockname()[1]],
+                          capture_output=True, text=True, timeout=WAIT).stdout
+    assert held.strip() == "", held
     # What the slow client did get is the start of the stream, in order,
     # and then the end of the connection.
     got = [l for l in slow.until_eof() if l.startswith(b"MSG #lobby sender seq ")]

@@ -337,6 +337,70 @@ static void test_never_reading_client_is_bounded(void **state) {
   sk_server_free(s);
 }
 
+/* ---- held input, handed over once the queue drains -------------------------------------- */
+
+/* One 1000-byte answer per input byte; an input byte is held back while the
+ * queue has no room for its answer. */
+#define ANSWER_LEN 1000
+#define ASKED 100
+static void answer_each(sk_conn_t *c, sk_buf_t *in, int eof) {
+  static char answer[ANSWER_LEN];
+  (void)eof;
+  memset(answer, 'a', sizeof answer);
+  while (sk_buf_len(in) && sk_conn_out_space(c) >= ANSWER_LEN) {
+    assert_int_equal(sk_conn_send(c, answer, sizeof answer), 0);
+    sk_buf_consume(in, 1);
+  }
+}
+
+typedef struct {
+  sk_server_t *s;
+  int fd;
+  size_t got;
+} asker_t;
+
+/* Asks everything in one write, then only reads (never sends again). */
+static void *asker(void *arg) {
+  asker_t *a = arg;
+  char ask[ASKED], buf[65536];
+  memset(ask, 'q', sizeof ask);
+  assert_int_equal(send(a->fd, ask, sizeof ask, MSG_NOSIGNAL), (ssize_t)sizeof ask);
+  while (a->got < (size_t)ASKED * ANSWER_LEN) {
+    ssize_t n = recv(a->fd, buf, sizeof buf, 0);
+    if (n <= 0)
+      break; /* SO_RCVTIMEO: the server stopped answering */
+    a->got += (size_t)n;
+  }
+  sk_server_stop(a->s);
+  return NULL;
+}
+
+/* The queue (4 KiB) takes four answers and the handler holds the rest of
+ * the input; the kernel, with room for all of it, empties the queue in the
+ * flush right after the handler returns. No writable event and no new
+ * input follow, yet every answer must come: the framework hands the held
+ * input over on the next round. */
+static void test_held_input_resumes_after_the_queue_drains(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = answer_each};
+  sk_server_opts_t o = {.handler = &h, .out_limit = 4096};
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  sk_server_t *s;
+  assert_int_equal(sk_server_new(&s, &o), 0);
+  assert_int_equal(sk_server_listen(s, &ep, NULL, err, sizeof err), 0);
+  asker_t a = {.s = s, .fd = client_for(sk_server_listener(s, 0))};
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, asker, &a);
+  assert_int_equal(sk_server_run(s, 1), 0);
+  pthread_join(t, NULL);
+  alarm(0);
+  assert_int_equal(a.got, (size_t)ASKED * ANSWER_LEN);
+  close(a.fd);
+  sk_server_free(s);
+}
+
 /* ---- buffers released, output to other connections --------------------------------------- */
 
 /* Each on_data call records what the connection held at its start, then
@@ -526,6 +590,7 @@ int main(void) {
       cmocka_unit_test(test_tserver_stop_from_handler),
       cmocka_unit_test(test_tserver_thread_limit_and_cancel),
       cmocka_unit_test(test_never_reading_client_is_bounded),
+      cmocka_unit_test(test_held_input_resumes_after_the_queue_drains),
       cmocka_unit_test(test_idle_connection_holds_no_buffers),
       cmocka_unit_test(test_send_to_another_connection),
       cmocka_unit_test(test_line_next),
