@@ -34,7 +34,7 @@
 #define WC_SENDFILE_CHUNK (4u << 20)    /* DATA chunk of a regular file */
 #define WC_OUT_HDR 256                  /* request lines waiting to be sent */
 #define WC_REPLY_BUF (4 * SK_WC_REPLY_MAX)
-#define WC_KEEPALIVE_MS 1000            /* NOOP when a stream has been quiet this long */
+#define WC_KEEPALIVE_MS 500             /* NOOP when a stream has been quiet this long */
 #define WC_NAME_MAX 4096                /* a file name typed at the prompt */
 #define WC_ZERO_BUF 65536               /* padding of a chunk whose file shrank */
 
