@@ -62,7 +62,9 @@ struct sk_timer {
 
 /* Creates a loop. Returns 0 or a negative errno. */
 SK_API int sk_loop_new(sk_loop_t **out);
-/* Frees the loop. Watchers and timers still registered are forgotten, not
+/* Frees the loop. Callbacks still deferred run first (work deferred after
+ * sk_loop_run returned, such as a cancelled handshake's free), as in
+ * sk_loop_stop; watchers and timers still registered are forgotten, not
  * called. Signals it handled get their default disposition back. */
 SK_API void sk_loop_free(sk_loop_t *loop);
 

@@ -154,9 +154,11 @@ SK_API int sk_conn_send(sk_conn_t *c, const void *data, size_t len);
 SK_API size_t sk_conn_out_space(const sk_conn_t *c);
 /* Closes after the queued output is written (graceful). */
 SK_API void sk_conn_close(sk_conn_t *c);
-/* Gives up on the peer now: queued output is dropped, the library's and
- * what the kernel still held (a stream connection is closed with an RST,
- * sk_net_close_reset), so a peer that stopped reading costs nothing more. */
+/* Gives up on the peer now: queued output is dropped. With output still
+ * queued, what the kernel holds is dropped too (a stream connection is
+ * closed with an RST, sk_net_close_reset), so a peer that stopped reading
+ * costs nothing more; with the queue written, the close is an ordinary one
+ * and the kernel still delivers what it holds. */
 SK_API void sk_conn_abort(sk_conn_t *c);
 SK_API void *sk_conn_data(const sk_conn_t *c);
 SK_API void sk_conn_set_data(sk_conn_t *c, void *data);

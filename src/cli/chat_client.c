@@ -734,6 +734,8 @@ static void attempt_done(client_t *c) {
     on_lost(c, -ENOMEM); /* cannot watch it: treated as a lost connection */
     return;
   }
+  if (!c->tty)
+    plain_drain(c); /* input may have ended during the attempt */
   set_stdin(c);
 }
 
@@ -845,6 +847,11 @@ static void on_timer(sk_loop_t *loop, sk_timer_t *t) {
 
 /* Tells the user and arms the first reconnect try. */
 static void start_reconnect(client_t *c) {
+  if (!c->tty && c->in_eof) {
+    plain_drain(c); /* input over and nothing waiting: the end, not a reconnect */
+    if (c->quitting)
+      return;
+  }
   set_stdin(c);
   note(c, "* disconnected, reconnecting in %gs", (double)c->backoff_ms / 1000.0);
   sk_timer_start(c->loop, &c->timer, c->backoff_ms, 0);

@@ -139,9 +139,13 @@ fail:
   return r;
 }
 
+static void run_deferred(sk_loop_t *loop);
+
 void sk_loop_free(sk_loop_t *loop) {
   if (!loop)
     return;
+  for (int i = 0; i < STOP_DEFER_ROUNDS && loop->ndeferred > 0; i++)
+    run_deferred(loop);
   for (int s = 1; s < NSIG; s++)
     if (sig_table[s].loop == loop)
       sk_loop_signal(loop, s, NULL, NULL);

@@ -616,7 +616,9 @@ void sk_conn_close(sk_conn_t *c) {
 }
 
 void sk_conn_abort(sk_conn_t *c) {
-  if (!c->closed)
+  /* A reset only when output is being dropped anyway: with the queue
+   * written (lingering, say) the kernel still delivers it to a slow reader. */
+  if (!c->closed && sk_buf_len(&c->out))
     c->reset = 1;
   conn_close_now(c, SK_CLOSE_NORMAL);
 }

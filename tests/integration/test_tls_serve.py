@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -185,6 +186,48 @@ def test_chat_client_reconnect_handshake_times_out_then_recovers(run, pki):
     again.out.wait_for(rb"MSG #lobby vera back over TLS\n")
     c.close_stdin()
     c.expect_exit(0)
+
+
+def test_chat_client_input_ended_and_server_gone_before_hello_ends_the_client(run, pki):
+    """Input that ends while the first connection is still being made (the
+    TLS handshake takes a few rounds) is acted on once it is made: a server
+    that completes the handshake and leaves before HELLO ends the client
+    (exit 0), rather than starting a reconnect schedule nobody will use."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki / "server.pem"), str(pki / "server.key"))
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(WAIT)
+    port = lst.getsockname()[1]
+    c = run.sockit("chat", f"tls://localhost:{port}", "--ca", str(pki / "ca.pem"),
+                   stdin=subprocess.PIPE, name="chat client")
+    c.close_stdin()
+    conn, _ = lst.accept()
+    time.sleep(0.3)                              # the client sees its end of input meanwhile
+    tls = ctx.wrap_socket(conn, server_side=True)
+    tls.close()                                  # gone before HELLO
+    lst.close()                                  # and later connects are refused
+    c.expect_exit(0)
+
+
+def test_chat_client_interrupted_during_a_handshake_exits_cleanly(run, pki):
+    """SIGINT while the first TLS handshake waits on a silent server: exit 0
+    at once, and the handshake's state is freed (checked under ASan)."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    port = lst.getsockname()[1]
+    try:
+        c = run.sockit("chat", f"tls://localhost:{port}", "--ca", str(pki / "ca.pem"),
+                       stdin=subprocess.PIPE, name="chat client")
+        conn, _ = lst.accept()                   # accepted, never answered
+        time.sleep(0.3)
+        c.signal(signal.SIGINT)
+        c.expect_exit(0)
+        conn.close()
+    finally:
+        lst.close()
 
 
 def test_chat_tls_and_plain_side_by_side_and_shutdown(run, pki):

@@ -589,6 +589,23 @@ static void test_defer_runs_when_stopped(void **state) {
   sk_loop_free(loop);
 }
 
+static void count_cb(sk_loop_t *loop, void *data) {
+  (void)loop;
+  ++*(int *)data;
+}
+
+/* Work deferred after the loop returned (a cancelled handshake's free)
+ * runs in sk_loop_free rather than being lost. */
+static void test_defer_runs_in_free(void **state) {
+  (void)state;
+  sk_loop_t *loop = new_loop();
+  int ran = 0;
+  assert_int_equal(sk_loop_defer(loop, count_cb, &ran), 0);
+  assert_int_equal(ran, 0);
+  sk_loop_free(loop);
+  assert_int_equal(ran, 1);
+}
+
 static void defer_timer_cb(sk_loop_t *loop, sk_timer_t *t) {
   defer_ctx_t *d = t->data;
   d->in_callback = 1;
@@ -1405,6 +1422,7 @@ int main(void) {
     cmocka_unit_test(test_timer_zero_rearm_does_not_starve_io),
     cmocka_unit_test(test_defer_runs_after_dispatch),
     cmocka_unit_test(test_defer_runs_when_stopped),
+    cmocka_unit_test(test_defer_runs_in_free),
     cmocka_unit_test(test_defer_from_timer_and_outside),
     cmocka_unit_test(test_defer_from_defer),
     cmocka_unit_test(test_defer_free_connection),

@@ -51,6 +51,27 @@ static void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
+/* A new server with one tcp listener on 127.0.0.1 (port 0). */
+static sk_server_t *listening_server(const sk_server_opts_t *o, const sk_sockopts_t *so) {
+  sk_endpoint_t ep = loopback();
+  char err[SK_ERRLEN];
+  sk_server_t *s;
+  assert_int_equal(sk_server_new(&s, o), 0);
+  assert_int_equal(sk_server_listen(s, &ep, so, err, sizeof err), 0);
+  return s;
+}
+
+/* Runs s on this thread (one worker) while client(arg) runs on another,
+ * which must stop s when done; bounded by the backstop alarm. */
+static void run_with_client(sk_server_t *s, void *(*client)(void *), void *arg) {
+  pthread_t t;
+  alarm(BACKSTOP_S);
+  pthread_create(&t, NULL, client, arg);
+  assert_int_equal(sk_server_run(s, 1), 0);
+  pthread_join(t, NULL);
+  alarm(0);
+}
+
 /* ---- event server: stop from everywhere --------------------------------------------- */
 
 static sk_server_t *current;
@@ -151,17 +172,9 @@ static void test_stop_from_signal_handler(void **state) {
   (void)state;
   static const sk_handler_t h = {.on_data = stop_on_data};
   sk_server_opts_t o = {.handler = &h};
-  sk_endpoint_t ep = loopback();
-  char err[SK_ERRLEN];
-  assert_int_equal(sk_server_new(&signal_target, &o), 0);
-  assert_int_equal(sk_server_listen(signal_target, &ep, NULL, err, sizeof err), 0);
+  signal_target = listening_server(&o, NULL);
   signal(SIGUSR1, on_usr1);
-  pthread_t t;
-  alarm(BACKSTOP_S);
-  pthread_create(&t, NULL, raise_later, NULL);
-  assert_int_equal(sk_server_run(signal_target, 1), 0);
-  pthread_join(t, NULL);
-  alarm(0);
+  run_with_client(signal_target, raise_later, NULL);
   signal(SIGUSR1, SIG_DFL);
   sk_server_free(signal_target);
 }
@@ -384,20 +397,90 @@ static void test_held_input_resumes_after_the_queue_drains(void **state) {
   (void)state;
   static const sk_handler_t h = {.on_data = answer_each};
   sk_server_opts_t o = {.handler = &h, .out_limit = 4096};
-  sk_endpoint_t ep = loopback();
-  char err[SK_ERRLEN];
-  sk_server_t *s;
-  assert_int_equal(sk_server_new(&s, &o), 0);
-  assert_int_equal(sk_server_listen(s, &ep, NULL, err, sizeof err), 0);
+  sk_server_t *s = listening_server(&o, NULL);
   asker_t a = {.s = s, .fd = client_for(sk_server_listener(s, 0))};
-  pthread_t t;
-  alarm(BACKSTOP_S);
-  pthread_create(&t, NULL, asker, &a);
-  assert_int_equal(sk_server_run(s, 1), 0);
-  pthread_join(t, NULL);
-  alarm(0);
+  run_with_client(s, asker, &a);
   assert_int_equal(a.got, (size_t)ASKED * ANSWER_LEN);
   close(a.fd);
+  sk_server_free(s);
+}
+
+/* ---- abort after the queue was written ------------------------------------------------ */
+
+/* The handler answers BIG bytes and closes; 300 ms later, with the queue
+ * long written into a roomy socket buffer (the connection lingering), a
+ * timer gives up on the peer. Nothing is dropped at that point, so the
+ * close must stay an ordinary one: a slow reader still gets every byte,
+ * then EOF (an RST would throw away what the kernel still held). */
+#define BIG (200 * 1000)
+static sk_conn_t *to_abort;
+static sk_timer_t abort_timer;
+
+static void abort_fired(sk_loop_t *loop, sk_timer_t *t) {
+  (void)loop;
+  (void)t;
+  if (to_abort)
+    sk_conn_abort(to_abort);
+  sk_server_stop(current);
+}
+
+static void answer_big_and_close(sk_conn_t *c, sk_buf_t *in, int eof) {
+  static char big[BIG];
+  (void)eof;
+  sk_buf_consume(in, sk_buf_len(in));
+  if (to_abort)
+    return;
+  memset(big, 'b', sizeof big);
+  assert_int_equal(sk_conn_send(c, big, sizeof big), 0);
+  sk_conn_close(c);
+  to_abort = c;
+  sk_timer_init(&abort_timer, abort_fired, NULL);
+  sk_timer_start(sk_conn_loop(c), &abort_timer, 300, 0);
+}
+
+static void forget_aborted(sk_conn_t *c, int reason) {
+  (void)reason;
+  if (c == to_abort)
+    to_abort = NULL;
+}
+
+typedef struct {
+  int fd;
+  size_t got;
+  int err;
+} slow_reader_t;
+
+static void *slow_reader(void *arg) {
+  slow_reader_t *r = arg;
+  char buf[65536];
+  assert_int_equal(send(r->fd, "go", 2, MSG_NOSIGNAL), 2);
+  sleep_ms(600); /* not reading while the server gives up */
+  for (;;) {
+    ssize_t n = recv(r->fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      r->err = n < 0 ? errno : 0;
+      break;
+    }
+    r->got += (size_t)n;
+  }
+  return NULL;
+}
+
+static void test_abort_after_the_queue_was_written_keeps_the_data(void **state) {
+  (void)state;
+  static const sk_handler_t h = {.on_data = answer_big_and_close, .on_close = forget_aborted};
+  sk_server_opts_t o = {.handler = &h, .out_limit = 2 * BIG};
+  sk_sockopts_t so = {.sndbuf = 4 * BIG};
+  sk_server_t *s = listening_server(&o, &so);
+  current = s;
+  to_abort = NULL;
+  slow_reader_t r = {.fd = client_for(sk_server_listener(s, 0))};
+  int rcv = 4096;
+  setsockopt(r.fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  run_with_client(s, slow_reader, &r);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.got, BIG);
+  close(r.fd);
   sk_server_free(s);
 }
 
@@ -591,6 +674,7 @@ int main(void) {
       cmocka_unit_test(test_tserver_thread_limit_and_cancel),
       cmocka_unit_test(test_never_reading_client_is_bounded),
       cmocka_unit_test(test_held_input_resumes_after_the_queue_drains),
+      cmocka_unit_test(test_abort_after_the_queue_was_written_keeps_the_data),
       cmocka_unit_test(test_idle_connection_holds_no_buffers),
       cmocka_unit_test(test_send_to_another_connection),
       cmocka_unit_test(test_line_next),
