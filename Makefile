@@ -42,8 +42,8 @@ check: deps build asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
-	SOCKIT_BUILD=$(abspath $(ASAN_BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/integration
-	SOCKIT_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -p no:cacheprovider tests/integration
+	SOCKIT_BUILD=$(abspath $(ASAN_BUILD)) $(PY) -m pytest -q -rs -p no:cacheprovider tests/integration
+	SOCKIT_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -rs -p no:cacheprovider tests/integration
 
 bench: build
 	@scripts/install-deps --bench
