@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "sockit/addr.h"
+#include "sockit/loop.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -114,6 +115,20 @@ SK_API int sk_net_resolve(const sk_endpoint_t *ep, int passive,
  * name may wait on the resolver; numeric hosts and unix paths never do. */
 SK_API int sk_net_addresses(const sk_endpoint_t *ep, sk_sockaddr_t *out, int max, char *err,
                             size_t errlen);
+/* sk_net_addresses without blocking a loop: the lookup runs on a helper
+ * thread and done(data, n, addrs, err) is called on loop's thread when it
+ * is over, with n addresses (at most SK_RESOLVE_MAX) or a negative errno
+ * and the message in err. Unix kinds and numeric hosts need no lookup:
+ * they are answered on the next loop round all the same. Returns a handle
+ * for sk_net_addresses_cancel, valid until done is called, or NULL when
+ * out of memory or threads. Cancelling means done is never called; a
+ * lookup under way finishes on its thread and is thrown away. */
+#define SK_RESOLVE_MAX 8
+typedef struct sk_resolve sk_resolve_t;
+typedef void (*sk_resolve_cb)(void *data, int n, const sk_sockaddr_t *addrs, const char *err);
+SK_API sk_resolve_t *sk_net_addresses_async(sk_loop_t *loop, const sk_endpoint_t *ep,
+                                            sk_resolve_cb done, void *data);
+SK_API void sk_net_addresses_cancel(sk_resolve_t *r);
 /* Fills sa with the unix socket address of ep. */
 SK_API int sk_net_unix_addr(const sk_endpoint_t *ep, sk_sockaddr_t *sa);
 

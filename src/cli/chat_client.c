@@ -42,7 +42,6 @@
 #define CHATC_BACKOFF_MIN_MS 500
 #define CHATC_BACKOFF_MAX_MS 8000
 #define CHATC_CONNECT_TIMEOUT_MS 3000 /* per address; the TLS handshake gets as long again */
-#define CHATC_ADDRS_MAX 8             /* addresses of a name tried in turn */
 #define CHATC_QUIT_WAIT_MS 2000 /* after /quit: how long to wait for the server to close */
 #define CHATC_ESC_MAX 8         /* longest key escape sequence kept */
 
@@ -60,8 +59,9 @@ typedef struct {
   unsigned rwant, wwant;  /* what a TLS read / write waits for; 0 = the usual */
   sk_io_t sock_io, in_io;
   sk_timer_t timer; /* reconnect backoff, or the wait after /quit */
-  /* a connection attempt under way (pend_fd >= 0 or hs set) */
-  sk_sockaddr_t addrs[CHATC_ADDRS_MAX];
+  /* a connection attempt under way (res, pend_fd >= 0 or hs set) */
+  sk_resolve_t *res;     /* the name lookup, on its helper thread */
+  sk_sockaddr_t addrs[SK_RESOLVE_MAX];
   int naddrs, addr_i, last_err;
   int pend_fd;           /* the socket being connected, -1 otherwise */
   sk_tls_t *pend_tls;    /* its TLS session while the handshake runs */
@@ -687,6 +687,8 @@ static void attempt_next(client_t *c);
 /* Gives up the attempt under way, if any: its socket, session, handshake
  * and deadline. */
 static void attempt_abandon(client_t *c) {
+  sk_net_addresses_cancel(c->res);
+  c->res = NULL;
   sk_timer_stop(c->loop, &c->conn_timer);
   if (c->hs) {
     sk_tls_handshake_cancel(c->hs);
@@ -818,21 +820,33 @@ static void attempt_next(client_t *c) {
   attempt_failed(c, why);
 }
 
-/* Starts a connection attempt: the server's addresses (resolving a name is
- * the one step that may wait, on a slow resolver), each tried in turn,
- * each connect bounded by CHATC_CONNECT_TIMEOUT_MS, then for a tls://
- * server the handshake bounded by --tls-timeout (else the same). */
-static void attempt_start(client_t *c) {
-  char err[SK_ERRLEN];
-  int n = sk_net_addresses(&c->ep, c->addrs, CHATC_ADDRS_MAX, err, sizeof err);
+/* The server's addresses are known (or not): connect to each in turn. */
+static void attempt_resolved(void *data, int n, const sk_sockaddr_t *addrs, const char *err) {
+  client_t *c = data;
+  c->res = NULL;
   if (n < 0) {
     attempt_failed(c, err);
     return;
   }
+  memcpy(c->addrs, addrs, (size_t)n * sizeof *addrs);
   c->naddrs = n;
   c->addr_i = 0;
   c->last_err = -EHOSTUNREACH;
   attempt_next(c);
+}
+
+/* Starts a connection attempt: the server's name looked up on a helper
+ * thread (an unanswering DNS server holds getaddrinfo for many seconds),
+ * then each address tried in turn, each connect bounded by
+ * CHATC_CONNECT_TIMEOUT_MS, then for a tls:// server the handshake
+ * bounded by --tls-timeout (else the same). */
+static void attempt_start(client_t *c) {
+  c->res = sk_net_addresses_async(c->loop, &c->ep, attempt_resolved, c);
+  if (!c->res) {
+    char why[SK_ERRLEN];
+    snprintf(why, sizeof why, "resolve %.180s: out of memory", c->name);
+    attempt_failed(c, why);
+  }
 }
 
 /* The timer: after /quit, the end of the wait; else a reconnect try. */
@@ -1287,7 +1301,7 @@ int cli_chat_client(int argc, char **argv) {
     }
   }
   c->exit_code = EXIT_OK;
-  attempt_start(c); /* failing at once stops the loop before it runs */
+  attempt_start(c); /* its outcome comes on the loop */
   if (sk_io_start(c->loop, &c->in_io, STDIN_FILENO, SK_READABLE) < 0)
     cli_error("chat: standard input cannot be watched: only showing what arrives");
   set_stdin(c);

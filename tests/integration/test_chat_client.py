@@ -13,11 +13,14 @@ other peers.
 Every wait is bounded: pane captures are polled with a deadline."""
 
 import os
+import random
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 import uuid
 
@@ -248,10 +251,10 @@ def tty_client(run, sockit_bin, tmp_path):
         pytest.skip("tmux is not installed (scripts/install-deps)")
     made = []
 
-    def start(port, *args, env=None):
+    def start(port, *args, env=None, host="127.0.0.1", prefix=()):
         err = tmp_path / f"client{len(made)}.err"
-        t = Tmux(["sh", "-c", 'exec "$0" "$@" 2>"$ERRFILE"; ', sockit_bin, "chat",
-                  f"tcp://127.0.0.1:{port}", *args],
+        t = Tmux([*prefix, "sh", "-c", 'exec "$0" "$@" 2>"$ERRFILE"; ', sockit_bin, "chat",
+                  f"tcp://{host}:{port}", *args],
                  env=dict(env or {}, ERRFILE=str(err)))
         made.append((t, err))
         return t
@@ -422,3 +425,88 @@ def test_tty_typing_goes_on_while_a_reconnect_waits(run, tty_client):
         for s in socks:
             s.close()
     back_and_send(run, t, port, "uma", "typed while waiting")
+
+
+class SlowDNS:
+    """A DNS server on a random 127/8 address, port 53, that holds every
+    query until release(): then an A question gets ip, others no answer."""
+
+    def __init__(self, ip):
+        self.ip = ip
+        self.addr = "127.%d.%d.%d" % tuple(random.randint(2, 250) for _ in range(3))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((self.addr, 53))
+        self.sock.settimeout(0.1)
+        self.asked = threading.Event()
+        self.released = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _answer(self, q):
+        i = 12
+        while q[i]:
+            i += q[i] + 1
+        qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+        question = q[12:i + 5]
+        head = q[:2] + b"\x81\x80"                      # a reply, recursion, no error
+        if qtype == 1:
+            return (head + struct.pack("!HHHH", 1, 1, 0, 0) + question + b"\xc0\x0c" +
+                    struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(self.ip))
+        return head + struct.pack("!HHHH", 1, 0, 0, 0) + question
+
+    def _serve(self):
+        held = []
+        deadline = time.monotonic() + 4 * WAIT
+        while not self.done.is_set() and time.monotonic() < deadline:
+            try:
+                q, peer = self.sock.recvfrom(512)
+                held.append((q, peer))
+                self.asked.set()
+            except socket.timeout:
+                pass
+            if self.released.is_set():
+                for q, peer in held:
+                    self.sock.sendto(self._answer(q), peer)
+                held = []
+
+    def close(self):
+        self.done.set()
+        self.thread.join(WAIT)
+        self.sock.close()
+
+
+def test_tty_typing_goes_on_while_the_name_is_looked_up(run, tty_client, tmp_path):
+    """The server's name is looked up on a helper thread: while the DNS
+    server holds its answer, keys are echoed at once; once it answers, the
+    client connects with the half line intact. The client runs in its own
+    mount namespace whose /etc/resolv.conf names the test's DNS server."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root for a mount namespace (unshare -m)")
+    srv, port = start_server(run)
+    dns = SlowDNS("127.0.0.1")
+    try:
+        rc = tmp_path / "resolv.conf"
+        rc.write_text(f"nameserver {dns.addr}\noptions timeout:30 attempts:1\n")
+        t = tty_client(port, "--nick", "wes", host="chat.sockit.test",
+                       env={"RC": str(rc)},
+                       prefix=("unshare", "-m", "sh", "-c",
+                               'mount --bind "$RC" /etc/resolv.conf && exec "$@"', "ns"))
+        assert dns.asked.wait(WAIT), "the client never asked the DNS server"
+        typed = time.monotonic()
+        t.keys("typed while looking up", literal=True)
+        t.wait(lambda ls: prompt_line(ls).endswith("> typed while looking up"), "the echo")
+        echoed = time.monotonic() - typed
+        assert not dns.released.is_set()
+        assert echoed < 1.5, f"keys echoed {echoed:.2f} s after typing"
+        dns.released.set()
+        t.wait(lambda ls: prompt_line(ls) == "wes #lobby> typed while looking up", "the connection")
+        bob = Client(port, "bob")
+        try:
+            t.keys("Enter")
+            bob.wait("MSG #lobby wes typed while looking up")
+        finally:
+            bob.close()
+    finally:
+        dns.close()

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "sockit/loop.h"
+#include "sockit/net.h"
 
 #define GUARD_MS 3000
 
@@ -1407,6 +1408,64 @@ static void test_signal_restored_on_free(void **state) {
   assert_true(handler_is_default(SIGUSR2));
 }
 
+/* ---- name lookups off the loop ---------------------------------------------------------- */
+
+typedef struct {
+  int calls, n;
+  sk_sockaddr_t first;
+  char err[SK_ERRLEN];
+} lookup_t;
+
+static void lookup_done(void *data, int n, const sk_sockaddr_t *addrs, const char *err) {
+  lookup_t *l = data;
+  l->calls++;
+  l->n = n;
+  if (n > 0)
+    l->first = addrs[0];
+  snprintf(l->err, sizeof l->err, "%s", err);
+}
+
+static sk_resolve_t *lookup(sk_loop_t *loop, const char *text, lookup_t *l) {
+  sk_endpoint_t ep;
+  char err[SK_ERRLEN];
+  memset(l, 0, sizeof *l);
+  assert_int_equal(sk_endpoint_parse(&ep, text, SK_EP_CONNECT, err, sizeof err), 0);
+  sk_resolve_t *r = sk_net_addresses_async(loop, &ep, lookup_done, l);
+  assert_non_null(r);
+  return r;
+}
+
+/* A name (through a helper thread; localhost is in /etc/hosts, so no DNS
+ * server is asked), a numeric host and a unix path: each answered on the
+ * loop, never inside the call; a cancelled lookup never calls back (and,
+ * under ASan, leaks nothing whichever side finishes last). */
+static void test_addresses_async(void **state) {
+  (void)state;
+  sk_loop_t *loop = new_loop();
+  lookup_t name, num, path, gone;
+  char out[SK_ENDPOINT_STRLEN];
+  lookup(loop, "tcp://localhost:7", &name);
+  lookup(loop, "tcp://127.0.0.1:9", &num);
+  lookup(loop, "unix:@sockit-test", &path);
+  sk_net_addresses_cancel(lookup(loop, "tcp://localhost:8", &gone));
+  assert_int_equal(num.calls, 0); /* not inside the call */
+  run_loop(loop); /* ends once every lookup has been delivered */
+  assert_int_equal(name.calls, 1);
+  assert_true(name.n >= 1);
+  assert_int_equal(sk_sockaddr_port(&name.first), 7);
+  assert_int_equal(num.calls, 1);
+  assert_int_equal(num.n, 1);
+  sk_sockaddr_format(&num.first, out, sizeof out);
+  assert_string_equal(out, "127.0.0.1:9");
+  assert_int_equal(path.n, 1);
+  assert_int_equal(path.first.ss.ss_family, AF_UNIX);
+  assert_int_equal(gone.calls, 0);
+  sk_net_addresses_cancel(lookup(loop, "tcp://127.0.0.1:10", &gone)); /* finished, not delivered */
+  run_loop(loop);
+  assert_int_equal(gone.calls, 0);
+  sk_loop_free(loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_run_empty),
@@ -1423,6 +1482,7 @@ int main(void) {
     cmocka_unit_test(test_defer_runs_after_dispatch),
     cmocka_unit_test(test_defer_runs_when_stopped),
     cmocka_unit_test(test_defer_runs_in_free),
+    cmocka_unit_test(test_addresses_async),
     cmocka_unit_test(test_defer_from_timer_and_outside),
     cmocka_unit_test(test_defer_from_defer),
     cmocka_unit_test(test_defer_free_connection),
