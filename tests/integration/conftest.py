@@ -306,6 +306,33 @@ class Proc:
 # Fixtures
 # ---------------------------------------------------------------------------
 
+HUB_PORTS_IN_EPHEMERAL_RANGE = (55000,)  # upper: the seed's port, inside 32768-60999
+RESERVED_PORTS = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_ports_not_ephemeral():
+    """The tests open thousands of client connections; one that draws
+    55000 as its ephemeral port and closes first leaves a TIME_WAIT there
+    for 60 s, and a hub test after it would find its port taken. Where the
+    suite may (root), it keeps the kernel from handing that port out while
+    it runs, and puts the setting back afterwards."""
+    try:
+        with open(RESERVED_PORTS) as f:
+            before = f.read().strip()
+        ports = ",".join(p for p in [before] + [str(x) for x in HUB_PORTS_IN_EPHEMERAL_RANGE] if p)
+        with open(RESERVED_PORTS, "w") as f:
+            f.write(ports)
+    except OSError:
+        yield  # not allowed here: the hub tests skip when their port is taken
+        return
+    try:
+        yield
+    finally:
+        with open(RESERVED_PORTS, "w") as f:
+            f.write(before or "\n")
+
+
 @pytest.fixture(scope="session")
 def sockit_bin():
     build = os.environ.get("SOCKIT_BUILD", os.path.join(REPO, "build"))
