@@ -120,9 +120,10 @@ SK_API int sk_net_addresses(const sk_endpoint_t *ep, sk_sockaddr_t *out, int max
  * is over, with n addresses (at most SK_RESOLVE_MAX) or a negative errno
  * and the message in err. Unix kinds and numeric hosts need no lookup:
  * they are answered on the next loop round all the same. Returns a handle
- * for sk_net_addresses_cancel, valid until done is called, or NULL when
- * out of memory or threads. Cancelling means done is never called; a
- * lookup under way finishes on its thread and is thrown away. */
+ * for sk_net_addresses_cancel, valid until done returns (cancelling from
+ * inside done does nothing), or NULL when out of memory or threads.
+ * Cancelling means done is never called; a lookup under way finishes on
+ * its thread and is thrown away. */
 #define SK_RESOLVE_MAX 8
 typedef struct sk_resolve sk_resolve_t;
 typedef void (*sk_resolve_cb)(void *data, int n, const sk_sockaddr_t *addrs, const char *err);

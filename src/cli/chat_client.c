@@ -844,7 +844,7 @@ static void attempt_start(client_t *c) {
   c->res = sk_net_addresses_async(c->loop, &c->ep, attempt_resolved, c);
   if (!c->res) {
     char why[SK_ERRLEN];
-    snprintf(why, sizeof why, "resolve %.180s: out of memory", c->name);
+    snprintf(why, sizeof why, "resolve %.180s: no memory or thread for the lookup", c->name);
     attempt_failed(c, why);
   }
 }

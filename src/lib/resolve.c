@@ -3,10 +3,11 @@
  * getaddrinfo has no non-blocking form, and an unanswering DNS server can
  * hold it for the resolver's timeout times its attempts (10 s with glibc's
  * defaults). sk_net_addresses_async runs it on a detached thread and hands
- * the result to the loop through an eventfd. Ownership of a job passes by
- * one atomic exchange: whichever side comes second (the thread finishing,
- * or the loop cancelling or delivering) frees it, so a cancelled lookup
- * never touches a loop that may be gone. */
+ * the result to the loop through an eventfd. A job has two owners, the
+ * thread until it has written the eventfd and the loop until it has
+ * delivered or cancelled; whichever lets go last frees it (and closes the
+ * eventfd), so neither side ever touches freed memory or a closed fd, and
+ * a cancelled lookup never touches a loop that may be gone. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
@@ -20,14 +21,14 @@
 #include "lib/internal.h"
 #include "sockit/net.h"
 
-enum { JOB_RUNNING, JOB_FINISHED, JOB_CANCELLED };
-
 struct sk_resolve {
   sk_loop_t *loop;
   sk_endpoint_t ep;
   sk_io_t io;
   int efd;
-  atomic_int state;
+  atomic_int owners; /* 2: the thread and the loop; the last to let go frees */
+  atomic_int ready;  /* the result is written (set before the eventfd is) */
+  int delivered;     /* done is being or was called: cancel does nothing */
   sk_resolve_cb done;
   void *data;
   int n; /* addresses, or a negative errno */
@@ -40,34 +41,35 @@ static void job_free(sk_resolve_t *r) {
   free(r);
 }
 
+static void job_let_go(sk_resolve_t *r) {
+  if (atomic_fetch_sub_explicit(&r->owners, 1, memory_order_acq_rel) == 1)
+    job_free(r);
+}
+
 /* The loop's side: the lookup is over; tell the caller, then free. */
 static void job_ready(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   sk_resolve_t *r = io->data;
   uint64_t v;
   (void)ev;
-  if (read(r->efd, &v, sizeof v) < 0 && errno == EAGAIN)
+  if ((read(r->efd, &v, sizeof v) < 0 && errno == EAGAIN) ||
+      !atomic_load_explicit(&r->ready, memory_order_acquire))
     return; /* not yet */
   sk_io_stop(loop, io);
+  r->delivered = 1; /* done may cancel r: a no-op from here on */
   r->done(r->data, r->n, r->n > 0 ? r->addrs : NULL, r->n > 0 ? "" : r->err);
-  job_free(r);
+  job_let_go(r);
 }
 
-/* Ends the job's run: the caller is told through the eventfd, unless it
- * cancelled meanwhile (then nobody waits: free here). */
-static void job_finish(sk_resolve_t *r) {
-  if (atomic_exchange(&r->state, JOB_FINISHED) == JOB_CANCELLED) {
-    job_free(r);
-    return;
-  }
-  uint64_t one = 1;
-  ssize_t w = write(r->efd, &one, sizeof one);
-  (void)w; /* an eventfd write of 1 cannot fail short of overflow */
-}
-
+/* The lookup, on the helper thread (or the caller's, with nothing to look
+ * up): the result, then the eventfd, then the thread lets go. */
 static void *job_run(void *arg) {
   sk_resolve_t *r = arg;
   r->n = sk_net_addresses(&r->ep, r->addrs, SK_RESOLVE_MAX, r->err, sizeof r->err);
-  job_finish(r);
+  atomic_store_explicit(&r->ready, 1, memory_order_release);
+  uint64_t one = 1;
+  ssize_t w = write(r->efd, &one, sizeof one);
+  (void)w; /* an eventfd write of 1 cannot fail short of overflow */
+  job_let_go(r);
   return NULL;
 }
 
@@ -80,7 +82,8 @@ sk_resolve_t *sk_net_addresses_async(sk_loop_t *loop, const sk_endpoint_t *ep,
   r->ep = *ep;
   r->done = done;
   r->data = data;
-  atomic_init(&r->state, JOB_RUNNING);
+  atomic_init(&r->owners, 2);
+  atomic_init(&r->ready, 0);
   r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (r->efd < 0) {
     free(r);
@@ -120,9 +123,8 @@ sk_resolve_t *sk_net_addresses_async(sk_loop_t *loop, const sk_endpoint_t *ep,
 }
 
 void sk_net_addresses_cancel(sk_resolve_t *r) {
-  if (!r)
+  if (!r || r->delivered)
     return;
   sk_io_stop(r->loop, &r->io);
-  if (atomic_exchange(&r->state, JOB_CANCELLED) == JOB_FINISHED)
-    job_free(r); /* the thread is done with it */
+  job_let_go(r); /* a lookup still running frees the job when it ends */
 }

@@ -316,21 +316,32 @@ def hub_ports_not_ephemeral():
     55000 as its ephemeral port and closes first leaves a TIME_WAIT there
     for 60 s, and a hub test after it would find its port taken. Where the
     suite may (root), it keeps the kernel from handing that port out while
-    it runs, and puts the setting back afterwards."""
-    try:
+    it runs, and afterwards takes back only what it added: a session that
+    overlaps another (which added it first) adds and removes nothing. A
+    session killed before its end leaves the port reserved, which only
+    keeps the kernel from choosing it for outgoing connections."""
+    def current():
         with open(RESERVED_PORTS) as f:
-            before = f.read().strip()
-        ports = ",".join(p for p in [before] + [str(x) for x in HUB_PORTS_IN_EPHEMERAL_RANGE] if p)
+            return [p for p in f.read().strip().split(",") if p]
+
+    def write(ports):
         with open(RESERVED_PORTS, "w") as f:
-            f.write(ports)
+            f.write(",".join(ports) or "\n")
+
+    try:
+        added = [str(p) for p in HUB_PORTS_IN_EPHEMERAL_RANGE if str(p) not in current()]
+        if added:
+            write(current() + added)
     except OSError:
-        yield  # not allowed here: the hub tests skip when their port is taken
-        return
+        added = []  # not allowed here: the hub tests skip when their port is taken
     try:
         yield
     finally:
-        with open(RESERVED_PORTS, "w") as f:
-            f.write(before or "\n")
+        if added:
+            try:
+                write([p for p in current() if p not in added])
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="session")
