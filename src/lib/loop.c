@@ -139,13 +139,12 @@ fail:
   return r;
 }
 
-static void run_deferred(sk_loop_t *loop);
+static void drain_deferred(sk_loop_t *loop);
 
 void sk_loop_free(sk_loop_t *loop) {
   if (!loop)
     return;
-  for (int i = 0; i < STOP_DEFER_ROUNDS && loop->ndeferred > 0; i++)
-    run_deferred(loop);
+  drain_deferred(loop);
   for (int s = 1; s < NSIG; s++)
     if (sig_table[s].loop == loop)
       sk_loop_signal(loop, s, NULL, NULL);
@@ -452,6 +451,14 @@ static void run_deferred(sk_loop_t *loop) {
   }
 }
 
+/* Work still deferred when the loop stops or is freed (often a free) is
+ * not dropped: it runs, with what it defers in turn, for a bounded number
+ * of rounds. */
+static void drain_deferred(sk_loop_t *loop) {
+  for (int i = 0; i < STOP_DEFER_ROUNDS && loop->ndeferred > 0; i++)
+    run_deferred(loop);
+}
+
 /* ---- the loop ----------------------------------------------------------------------- */
 
 static int compute_timeout(sk_loop_t *loop) {
@@ -527,10 +534,7 @@ int sk_loop_run(sk_loop_t *loop) {
     run_timers(loop);
     run_deferred(loop);
   }
-  /* Work deferred in the last round (often a free) is not dropped: it runs
-   * now, with what it defers in turn, for a bounded number of rounds. */
-  for (int i = 0; i < STOP_DEFER_ROUNDS && loop->ndeferred > 0; i++)
-    run_deferred(loop);
+  drain_deferred(loop);
   atomic_store(&loop->stop, 0);
   return rc;
 }
