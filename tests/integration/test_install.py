@@ -89,6 +89,15 @@ def test_only_the_api_is_exported(prefix):
     names = [l.split()[-1] for l in r.stdout.splitlines() if " T " in l]
     assert names and all(n.startswith("sk_") for n in names), names
     assert not any(n.startswith("sk__") for n in names)
+    # The application codecs (chat, wc, file transfer) are the binary's own
+    # wire formats, linked from a private static library, not libsockit's ABI.
+    app = [n for n in names if n.startswith(("sk_chat", "sk_wc", "sk_xfer"))]
+    assert not app, app
+    for header in ("chat.h", "wc.h", "xfer.h"):
+        assert not (prefix / "include/sockit" / header).exists(), header
+    static = next(p for p in prefix.rglob("libsockit.a"))
+    r = subprocess.run(["nm", "--defined-only", str(static)], capture_output=True, text=True)
+    assert not re.search(r" T sk_(chat|wc|xfer)", r.stdout)
 
 
 def test_program_built_with_pkg_config(prefix, tmp_path, run):
