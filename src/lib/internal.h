@@ -8,6 +8,7 @@
 
 #include "sk_config.h"
 #include "sockit/buf.h"
+#include "sockit/connector.h"
 #include "sockit/server.h"
 #include "sockit/tls.h"
 
@@ -58,5 +59,13 @@ int sk__server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts
  * idle connection holds no TLS buffer either (SSL_MODE_RELEASE_BUFFERS). */
 int sk__tls_ctx_is_server(const sk_tls_ctx_t *ctx);
 void sk__tls_release_buffers(sk_tls_t *t);
+
+/* connector.c, for tests: sk_connect_start for one endpoint whose
+ * addresses are given (n of them, in this order before RFC 8305's
+ * interleaving) instead of looked up. */
+sk_connector_t *sk__connect_start_addrs(sk_loop_t *loop, const sk_endpoint_t *ep,
+                                        const sk_sockaddr_t *addrs, int n,
+                                        const sk_connect_opts_t *o, sk_connect_cb done,
+                                        void *data);
 
 #endif
