@@ -98,7 +98,9 @@ SK_API int sk_net_connect(const sk_endpoint_t *ep, const sk_sockopts_t *o,
  * Returns the fd (close-on-exec, non-blocking) with the connect under way or
  * done: watch it for SK_WRITABLE, then sk_net_connect_finish tells the
  * outcome. Returns a negative errno if it failed at once (a full unix
- * backlog gives -EAGAIN). o's per-connection options and source apply. */
+ * backlog gives -EAGAIN). o's per-connection options and source apply; a
+ * unix datagram socket is first bound to an autobind abstract address so
+ * the peer can answer. */
 SK_API int sk_net_connect_start(const sk_sockaddr_t *addr, int socktype, const sk_sockopts_t *o);
 /* The outcome of a connect started by sk_net_connect_start: 0 or a
  * negative errno (SO_ERROR). */

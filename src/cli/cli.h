@@ -13,12 +13,17 @@
 #define EXIT_NET 1   /* network or I/O error */
 #define EXIT_USAGE 2 /* bad option or endpoint */
 
+struct cli_opt;
 typedef struct {
   const char *name;
   int (*run)(int argc, char **argv);
   const char *summary;
-  const char *usage;         /* full help text */
+  const char *usage;         /* full help text; with options: the part above them */
   void (*print_usage)(void); /* or this, when the text is made at run time */
+  /* A command on an option table (cli/opts.h): --help is usage, the
+   * table's options, then usage_tail (examples). */
+  const struct cli_opt *options;
+  const char *usage_tail;
 } cli_command_t;
 
 extern const cli_command_t cli_connect, cli_listen, cli_serve, cli_relay,

@@ -1,10 +1,64 @@
 /* tlsopt.c - TLS options, contexts and handshakes for the commands. */
+#include <stddef.h>
 #include <stdio.h>
+#include <strings.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "cli/tlsopt.h"
+
+static int tls_timeout_fn(void *base, const char *arg, const char *cmd) {
+  cli_tls_t *t = base;
+  if (cli_parse_seconds(arg, &t->handshake_ms) < 0 || t->handshake_ms == 0)
+    return cli_usage_error(cmd, "bad --tls-timeout '%s': expected seconds", arg), -1;
+  return 0;
+}
+
+/* --pin sha256:HEX, refused before any network activity when malformed. */
+static int pin_fn(void *base, const char *arg, const char *cmd) {
+  cli_tls_t *t = base;
+  size_t n = strlen(arg);
+  int ok = n == 7 + 64 && strncasecmp(arg, "sha256:", 7) == 0;
+  for (size_t i = 7; ok && i < n; i++)
+    ok = (arg[i] >= '0' && arg[i] <= '9') || ((arg[i] | 0x20) >= 'a' && (arg[i] | 0x20) <= 'f');
+  if (!ok)
+    return cli_usage_error(cmd, "bad pin '%.80s': expected sha256: and 64 hex digits", arg), -1;
+  t->cfg.pin = arg;
+  return 0;
+}
+
+const cli_opt_t cli_tls_client_opts[] = {
+    {CLI_OPT_GROUP, .help = "TLS (tls://host:port endpoints):"},
+    {CLI_ROW(CLI_OPT_STRING, 0, "ca", "FILE", "trust the CAs in FILE instead of the system's",
+     offsetof(cli_tls_t, cfg.ca_file)), .complete = "file"},
+    {CLI_ROW(CLI_OPT_FN, 0, "pin", "sha256:HEX", "trust exactly the certificate with this fingerprint", 0), .fn = pin_fn},
+    {CLI_ROW(CLI_OPT_FLAG, 0, "insecure", NULL, "do not verify the peer (says so on stderr)",
+     offsetof(cli_tls_t, cfg.insecure))},
+    {CLI_ROW(CLI_OPT_STRING, 0, "cert", "FILE", "a client certificate (PEM), with --key",
+     offsetof(cli_tls_t, cfg.cert_file)), .complete = "file"},
+    {CLI_ROW(CLI_OPT_STRING, 0, "key", "FILE", "the client certificate's key (PEM)",
+     offsetof(cli_tls_t, cfg.key_file)), .complete = "file"},
+    {CLI_ROW(CLI_OPT_FN, 0, "tls-timeout", "SECS", "handshake deadline (default 10)", 0), .fn = tls_timeout_fn},
+    {CLI_OPT_END}};
+
+const cli_opt_t cli_tls_server_opts[] = {
+    {CLI_OPT_GROUP, .help = "TLS (tls://host:port endpoints):"},
+    {CLI_ROW(CLI_OPT_STRING, 0, "cert", "FILE", "the server's certificate chain (PEM)",
+     offsetof(cli_tls_t, cfg.cert_file)), .complete = "file"},
+    {CLI_ROW(CLI_OPT_STRING, 0, "key", "FILE", "its private key (PEM; default: in --cert's file)",
+     offsetof(cli_tls_t, cfg.key_file)), .complete = "file"},
+    {CLI_ROW(CLI_OPT_FLAG, 0, "self-signed", NULL,
+     "make a certificate (kept in --state-dir) and print its pin",
+     offsetof(cli_tls_t, cfg.self_signed))},
+    {CLI_ROW(CLI_OPT_STRING, 0, "state-dir", "DIR",
+     "where --self-signed keeps it (default ~/.local/state/sockit)",
+     offsetof(cli_tls_t, cfg.state_dir)), .complete = "dir"},
+    {CLI_ROW(CLI_OPT_STRING, 0, "client-ca", "FILE", "require client certificates signed by FILE's CAs",
+     offsetof(cli_tls_t, cfg.client_ca)), .complete = "file"},
+    {CLI_ROW(CLI_OPT_FN, 0, "tls-timeout", "SECS", "a client's handshake deadline (default 10)", 0), .fn = tls_timeout_fn},
+    {CLI_OPT_END}};
 
 int cli_tls_option(cli_tls_t *t, int c, const char *arg, const char *cmd) {
   switch (c) {

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdint.h>
 
+#include "cli/opts.h"
 #include "sockit/tls.h"
 
 typedef struct {
@@ -36,6 +37,14 @@ enum { CLI_TLS_CA = 600, CLI_TLS_PIN, CLI_TLS_INSECURE, CLI_TLS_CERT, CLI_TLS_KE
   "  --state-dir DIR         where --self-signed keeps it (default ~/.local/state/sockit)\n" \
   "  --client-ca FILE        server: require client certificates signed by FILE's CAs\n"    \
   "  --tls-timeout SECS      handshake deadline (default 10)\n"
+
+/* The same options as tables (cli/opts.h) for commands on option tables:
+ * a client's (--ca, --pin, --insecure, --cert, --key, --tls-timeout) and a
+ * server's (--cert, --key, --self-signed, --state-dir, --client-ca,
+ * --tls-timeout). Offsets are within cli_tls_t; include them with
+ * .seen = offsetof(CMD, tls.any) + 1. --pin is checked for its form
+ * (sha256: and 64 hex digits) when given. */
+extern const cli_opt_t cli_tls_client_opts[], cli_tls_server_opts[];
 
 /* Handles one TLS option: 1 if c was one (applied), 0 if not a TLS option,
  * -1 after printing a usage error. */

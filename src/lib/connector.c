@@ -172,7 +172,9 @@ static void tls_done(void *data, int err, const char *msg) {
     deliver(c, 0, "");
     return;
   }
-  fail_fmt(c, err < 0 ? err : -EPROTO, "tls %s: %s", cur_ep(c)->host, msg);
+  char name[SK_ENDPOINT_STRLEN];
+  sk_endpoint_format(cur_ep(c), name, sizeof name);
+  fail_fmt(c, err < 0 ? err : -EPROTO, "tls %s: %s", name, msg);
 }
 
 /* The byte stream to the endpoint is open: TLS on top when it asks for it. */
@@ -189,6 +191,7 @@ static void stream_ready(connector_t *c) {
   if (sk_tls_new(&c->tls, c->o.tls, c->fd, name) < 0 ||
       !(c->hs = sk_tls_handshake_async(c->loop, c->tls, c->fd, ms, tls_done, c)))
     fail_fmt(c, -ENOMEM, "tls %s: %s", ep->host, "cannot start TLS (out of memory)");
+
 }
 
 /* ---- the proxy hop ---------------------------------------------------------------------- */

@@ -583,6 +583,12 @@ int sk_net_connect_start(const sk_sockaddr_t *addr, int socktype, const sk_socko
     if (r == 0 && bind(fd, (struct sockaddr *)&src.ss, src.len) < 0)
       r = sk__neg_errno();
   }
+  if (r == 0 && family == AF_UNIX && socktype == SOCK_DGRAM) {
+    /* Autobind to a unique abstract address so the peer can reply. */
+    sa_family_t fam = AF_UNIX;
+    if (bind(fd, (struct sockaddr *)&fam, sizeof fam) < 0)
+      r = sk__neg_errno();
+  }
   if (r == 0 && connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 &&
       errno != EINPROGRESS && errno != EINTR)
     r = sk__neg_errno();
