@@ -46,7 +46,21 @@ typedef struct {
   /* For a unix path listener: the file's identity, so sk_listener_close
    * removes only the file this listener created. */
   unsigned long long dev, ino;
+  int inherited; /* passed by systemd (socket activation), not bound here */
 } sk_listener_t;
+
+/* Socket activation: when systemd (or systemd-socket-activate) passed
+ * listening sockets (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES), the first
+ * sk_listener_open reads them, and every sk_listener_open takes a passed
+ * socket that matches its endpoint instead of binding one: the same type,
+ * listening, the same port and host (or every address) or unix path. Such a
+ * listener has inherited set, and its unix socket file is never removed.
+ * sk_activation_unclaimed says which passed sockets no endpoint took: up to
+ * max descriptors in fds and their LISTEN_FDNAMES names (may be NULL);
+ * returns how many there are. */
+#define SK_ACTIVATION_MAX 64
+#define SK_ACTIVATION_NAME_MAX 255
+SK_API int sk_activation_unclaimed(int *fds, char (*names)[SK_ACTIVATION_NAME_MAX + 1], int max);
 
 /* Binds ep (and calls listen() for stream / seqpacket kinds). A tls://
  * endpoint is bound as TCP: TLS is the caller's layer (tls.h). A host name

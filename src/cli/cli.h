@@ -55,6 +55,10 @@ void cli_announce_listener(const sk_listener_t *l);
  * one; into buf. */
 char *cli_listener_url(const sk_listener_t *l, char *buf, size_t len);
 
+/* Warns on stderr about each socket systemd passed (socket activation)
+ * that no endpoint of the command took. Call once the listeners are open. */
+void cli_activation_report(void);
+
 /* Command-line --allow / --deny lists. */
 typedef struct {
   sk_cidr_t *allow, *deny;

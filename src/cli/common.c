@@ -53,6 +53,25 @@ int cli_parse_uint(const char *text, unsigned long max, unsigned long *out) {
   return 0;
 }
 
+/* ---- socket activation ------------------------------------------------------ */
+
+void cli_activation_report(void) {
+  int fds[8];
+  char names[8][SK_ACTIVATION_NAME_MAX + 1];
+  int n = sk_activation_unclaimed(fds, names, 8);
+  for (int i = 0; i < n && i < 8; i++) {
+    sk_sockaddr_t sa;
+    char where[SK_ENDPOINT_STRLEN];
+    sa.len = sizeof sa.ss;
+    if (getsockname(fds[i], (struct sockaddr *)&sa.ss, &sa.len) < 0)
+      snprintf(where, sizeof where, "?");
+    else
+      sk_sockaddr_format(&sa, where, sizeof where);
+    cli_error("systemd passed a socket that no endpoint asked for (fd %d, %s%s%s); left unused",
+              fds[i], where, names[i][0] ? ", name " : "", names[i]);
+  }
+}
+
 /* ---- stdio ------------------------------------------------------------------ */
 
 static int saved_flags[2] = {-1, -1};

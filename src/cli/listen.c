@@ -706,6 +706,7 @@ static int run(int argc, char **argv) {
   sk_loop_signal(st.loop, SIGTERM, on_stop_signal, &st);
   if (!quiet)
     cli_announce_listener(&st.l);
+  cli_activation_report();
   if (port_file && cli_write_port_file(port_file, &st.l) < 0)
     goto out;
   int dgram = ep.kind == SK_EP_UDP || ep.kind == SK_EP_UNIX_DGRAM;

@@ -483,6 +483,7 @@ static int run(int argc, char **argv) {
   sk_loop_signal(w[0].loop, SIGINT, on_stop_signal, &sv);
   sk_loop_signal(w[0].loop, SIGTERM, on_stop_signal, &sv);
   print_table(&sv); /* only now: a supervisor may signal once it sees this */
+  cli_activation_report();
   unsigned long started = 1;
   for (; started < workers; started++)
     if (pthread_create(&w[started].thread, NULL, worker_main, &w[started]) != 0) {

@@ -60,6 +60,11 @@ int sk__server_listen(sk_server_t *s, const sk_endpoint_t *ep, const sk_sockopts
 int sk__tls_ctx_is_server(const sk_tls_ctx_t *ctx);
 void sk__tls_release_buffers(sk_tls_t *t);
 
+/* activation.c: takes a socket passed by systemd that matches ep into l
+ * (fd, bound, inherited). Returns 1 when it did, 0 when none matches, or a
+ * negative errno. */
+int sk__activation_take(const sk_endpoint_t *ep, sk_listener_t *l);
+
 /* connector.c, for tests: sk_connect_start for one endpoint whose
  * addresses are given (n of them, in this order before RFC 8305's
  * interleaving) instead of looked up. */

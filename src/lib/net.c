@@ -305,6 +305,11 @@ int sk_listener_open(sk_listener_t *l, const sk_endpoint_t *ep, const sk_sockopt
   sk_endpoint_format(ep, name, sizeof name);
   if (ep->kind == SK_EP_STDIO)
     return sk_err_set(-EINVAL, err, errlen, "listen %s: standard input is not a socket", name);
+  int taken = sk__activation_take(ep, l);
+  if (taken < 0)
+    return sk_err_set(taken, err, errlen, "listen %s (socket from systemd)", name);
+  if (taken)
+    return 0;
   if (ep->kind != SK_EP_TCP && ep->kind != SK_EP_UDP)
     return open_unix_listener(l, ep, o, name, err, errlen);
 
