@@ -17,9 +17,13 @@
 docs/chat.md ("Limits and hostile peers", "Look-alike nicks") and
 docs/security.md ("Chat") have the numbers."""
 
+import json
+import os
 import re
 import selectors
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -331,6 +335,59 @@ def test_clients_per_address(run):
     a2.wait(re.compile(f"^QUIT #lobby {a1.nick} ".encode()))
     again = Line(port, "127.0.0.2")  # a1's place is free again
     assert again.nick and other.nick
+
+
+NS_CLIENTS = r"""
+import json, socket, sys
+port = int(sys.argv[1])
+def connect(src):
+    s = socket.socket()
+    s.settimeout(float(sys.argv[2]))
+    s.bind((src, 0))
+    s.connect(("10.200.0.1", port))
+    got = b""
+    while got.count(b"\n") < 2:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return s, got.decode()
+kept = [connect("10.200.0.1") for _ in range(64)]
+over, refused = connect("10.200.0.1")
+eof = over.recv(4096) == b""
+other, welcome = connect("10.200.0.2")
+print(json.dumps({"hellos": sum(g.startswith("HELLO 1 ") for _, g in kept),
+                  "refused": refused, "eof": eof, "other": welcome.split(" ")[0]}))
+"""
+
+
+def test_clients_per_address_default(run):
+    """The default of 64 clients from one (non-loopback) address, in a
+    private network namespace whose lo carries 10.200.0.1 and .2."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a network namespace")
+    ns = f"skchat{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", "10.200.0.1/32", "dev", "lo"],
+                    ["ip", "addr", "add", "10.200.0.2/32", "dev", "lo"]):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        p = run.spawn(["ip", "netns", "exec", ns, run.bin, "chat", "serve",
+                       "tcp://10.200.0.1:0", "--quiet"], name="sockit chat (netns)")
+        port = p.port()
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", NS_CLIENTS,
+                              str(port), str(WAIT)], capture_output=True, timeout=6 * WAIT)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        assert got == {"hellos": 64, "eof": True, "other": "HELLO",
+                       "refused": "ERR too-many-clients 64 clients from 10.200.0.1 already, "
+                                  "the most one address may have\n"
+                                  "BYE too many clients from your address\n"}
+    finally:
+        for proc in run.procs:
+            proc.stop()
+        subprocess.run(["ip", "netns", "del", ns])
 
 
 def test_clients_per_address_default_leaves_loopback_alone(run):
