@@ -107,8 +107,8 @@ typedef struct {
 void chat_opts_init(chat_opts_t *o);
 
 /* Makes a chat with the default room open. o is copied (default_room
- * too); loop runs the idle sweep. Returns 0 or -ENOMEM / -EINVAL (bad
- * default room). */
+ * too); loop runs the idle sweep and the memory trim. Returns 0 or -ENOMEM
+ * / -EINVAL (bad default room, a limit out of its range). */
 int chat_new(chat_t **out, const chat_opts_t *o, sk_loop_t *loop);
 /* Frees the chat and every user still in it (their sinks are not told):
  * call after the transports are gone. */
