@@ -17,13 +17,17 @@
 docs/chat.md ("Limits and hostile peers", "Look-alike nicks") and
 docs/security.md ("Chat") have the numbers."""
 
+import fcntl
 import json
 import os
 import re
+import select
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -478,3 +482,111 @@ def test_limit_options_checked(run, opt, value, msg):
     code, _, err = run.run("chat", "serve", "tcp://127.0.0.1:0", opt, value)
     assert code == 2
     assert f"sockit: {msg}\n" in err, err
+
+
+# ---- the page's marker, in a real browser -------------------------------------------------
+
+CHROMIUM_BIN = "/usr/lib/chromium/chromium"  # the binary behind Debian's /usr/bin/chromium
+
+
+class Page:
+    """Headless chromium on a URL, driven over the DevTools protocol on a
+    pipe (--remote-debugging-pipe: fds 3 and 4, messages ended by NUL), so
+    that no node package is needed."""
+
+    def __init__(self, url):
+        to_browser, self.w = os.pipe()
+        self.r, from_browser = os.pipe()
+        self.profile = tempfile.mkdtemp(prefix="sk-page-")
+
+        def fds():
+            a = fcntl.fcntl(to_browser, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(from_browser, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)  # dup2 makes 3 and 4 inheritable
+            os.dup2(b, 4)
+
+        self.p = subprocess.Popen([CHROMIUM_BIN, "--headless", "--no-sandbox", "--no-first-run",
+                                   "--remote-debugging-pipe", f"--user-data-dir={self.profile}",
+                                   url], close_fds=False, preexec_fn=fds,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser)
+        os.close(from_browser)
+        self.buf = b""
+        self.n = 0
+        pages = [t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page"]
+        assert pages, "no page target"
+        self.session = self.call("Target.attachToTarget",
+                                 {"targetId": pages[0]["targetId"], "flatten": True})["sessionId"]
+
+    def call(self, method, params=None, session=None):
+        self.n += 1
+        msg = {"id": self.n, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + 4 * WAIT
+        while True:
+            while b"\0" in self.buf:
+                raw, _, self.buf = self.buf.partition(b"\0")
+                m = json.loads(raw)
+                if m.get("id") == self.n:
+                    assert "error" not in m, m
+                    return m["result"]
+            left = deadline - time.monotonic()
+            assert left > 0, f"no answer to {method}"
+            if select.select([self.r], [], [], left)[0]:
+                chunk = os.read(self.r, 65536)
+                assert chunk, "the browser ended"
+                self.buf += chunk
+
+    def eval(self, expr):
+        return self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True},
+                         self.session)["result"].get("value")
+
+    def wait_text(self, text):
+        """The page's text once it holds `text` (looked at every 0.1 s)."""
+        deadline = time.monotonic() + 4 * WAIT
+        while True:
+            got = self.eval("document.body ? document.body.innerText : ''") or ""
+            if text in got:
+                return got
+            assert time.monotonic() < deadline, f"no {text!r} on the page: {got[-800:]!r}"
+            time.sleep(0.1)
+
+    def close(self):
+        self.p.kill()
+        self.p.wait(WAIT)
+        os.close(self.w)
+        os.close(self.r)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def test_page_shows_mark(run):
+    if not os.access(CHROMIUM_BIN, os.X_OK):
+        pytest.skip(f"no {CHROMIUM_BIN} (Debian package chromium)")
+    p = run.sockit("chat", "serve", "tcp://127.0.0.1:0", "--web", "tcp://127.0.0.1:0", "--quiet",
+                   name="sockit chat")
+    port = p.port()
+    url = p.err.wait_for(rb"^sockit: chat page: (http://\S+)$").group(1).decode()
+    alice = Line(port)
+    alice.rename("alice")
+    page = Page(url)
+    try:
+        guest = alice.wait(re.compile(rb"^JOIN #lobby (guest\d+)$"))[0].split()[2].decode()
+        page.wait_text("You joined #lobby")
+        eve = Line(port)
+        eve.send("/nick aIice")
+        alice.wait(f"NICK #lobby {eve.nick} aIice like:alice")
+        page.wait_text(f"{eve.nick} is now aIice (looks like alice)")
+        eve.send("/part")
+        eve.wait("PART #lobby aIice")
+        eve.send("/join #lobby")
+        alice.wait("JOIN #lobby aIice like:alice")
+        page.wait_text("aIice joined #lobby (looks like alice)")
+        # Text, never markup: each marker is one span holding one text node.
+        assert page.eval("[...document.querySelectorAll('.lookalike')].map(e => "
+                         "e.childNodes.length === 1 && e.firstChild.nodeType === 3 ? "
+                         "e.textContent : 'ELEMENT')") == ["(looks like alice)"] * 2
+        assert guest.startswith("guest")
+    finally:
+        page.close()
