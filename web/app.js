@@ -688,6 +688,19 @@
     });
   }
 
+  /* The look-alike marker among the marker words of a JOIN or NICK line
+   * ("like:NICK": another member's nick looks like this one, docs/chat.md):
+   * parts to add to the line, as text; none without one. Other words are
+   * for later versions and are not shown. */
+  const NICK_RE = /^[A-Za-z_\[\]{}^`|][A-Za-z0-9_\-\[\]{}^`|]{0,23}$/;
+  function likeParts(words) {
+    for (const w of words.split(' ')) {
+      const like = w.startsWith('like:') ? w.slice(5) : '';
+      if (NICK_RE.test(like)) return [' ', ['lookalike', '(looks like ' + like + ')']];
+    }
+    return [];
+  }
+
   function onJoin(ev) {
     const room = ev.target;
     const log = getLog(room);
@@ -710,7 +723,7 @@
       return;
     }
     if (log.members) log.members.set(fold(ev.sender), ev.sender);
-    sysLine(log, [[nickClass(ev.sender), ev.sender], ' joined ' + room]);
+    sysLine(log, [[nickClass(ev.sender), ev.sender], ' joined ' + room, ...likeParts(ev.text)]);
     renderMembersIf(log);
   }
 
@@ -734,10 +747,13 @@
     renderMembersIf(log);
   }
 
-  /* NICK #room OLD NEW (once per shared room), NICK * OLD NEW (no room). */
+  /* NICK #room OLD NEW [MARKS] (once per shared room), NICK * OLD NEW (no
+   * room): the new nick is the first word of the text. */
   function onNick(ev) {
     const oldNick = ev.sender;
-    const newNick = ev.text;
+    const sp = ev.text.indexOf(' ');
+    const newNick = sp < 0 ? ev.text : ev.text.slice(0, sp);
+    const marks = sp < 0 ? [] : likeParts(ev.text.slice(sp + 1));
     const mine = isMe(oldNick);
     let quiet = false;
     if (mine) {
@@ -754,7 +770,8 @@
     if (log.members && log.members.delete(fold(oldNick))) log.members.set(fold(newNick), newNick);
     if (!quiet)
       sysLine(log, mine ? [['you', 'You'], ' are now ', [nickClass(newNick), newNick]]
-        : [[nickClass(oldNick), oldNick], ' is now ', [nickClass(newNick), newNick]], mine ? 'sys own' : 'sys');
+        : [[nickClass(oldNick), oldNick], ' is now ', [nickClass(newNick), newNick], ...marks],
+      mine ? 'sys own' : 'sys');
     renderMembersIf(log);
     if (mine) renderMembers();
   }

@@ -130,6 +130,19 @@ SK_API int sk_chat_room_valid(const char *s, size_t len);
 /* Writes the ASCII lower-case form of s[0..len) to out (len bytes, not
  * terminated): nicks and rooms are compared in this form. */
 SK_API void sk_chat_fold(const char *s, size_t len, char *out);
+/* Writes the skeleton of nick s[0..len) to out (at most len bytes, not
+ * terminated) and returns its length: what the nick looks like, so that
+ * look-alikes compare equal (docs/chat.md, "Look-alike nicks"):
+ *   1. the characters _ - [ ] { } ^ ` at either end are dropped, and with
+ *      strip_digits the digits at the end too (a digit at the start, after
+ *      a dropped '_', stands for a letter: "_5erver"); a nick made only
+ *      of dropped characters is kept whole;
+ *   2. ASCII letters are lower-cased;
+ *   3. 0 becomes o; 1, i and | become l; 5 becomes s;
+ *   4. then rn becomes m and vv becomes w (left to right).
+ * "aIice", "a1ice" and "alice" share "allce"; "B0T_" and "bot" share
+ * "bot"; with strip_digits "bot2" does too. */
+SK_API size_t sk_chat_nick_skeleton(const char *s, size_t len, int strip_digits, char *out);
 
 /* ---- server lines ------------------------------------------------------------------ */
 

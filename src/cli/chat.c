@@ -56,6 +56,14 @@ static const char usage[] =
     "                        overflows is disconnected (default 131072)\n"
     "  --idle-timeout SECS   disconnect clients that send nothing for SECS\n"
     "  --max-clients N       at most N clients; more wait in the kernel backlog\n"
+  "  --max-per-addr N      at most N clients from one address (IPv6: one /64),\n"
+  "                        loopback not counted (default 64; 0 = no limit)\n"
+  "  --max-per-loopback N  at most N clients from one loopback address (default 0 = no limit)\n"
+  "  --max-rooms N         rooms at once, the default room included (default 1000; 0 = no limit)\n"
+  "  --max-rooms-per-client N  rooms one client may be in at once (default 8, max 64)\n"
+  "  --history-budget BYTES  all rooms' history together (default 8388608, min 16384);\n"
+  "                        over it the least recently active rooms lose theirs first\n"
+  "  --history-text-max BYTES  a message's text kept in history, cut beyond (default 1024)\n"
     "  --notices-max N       no JOIN/PART/QUIT/NICK lines in rooms of more than N (default 200)\n"
     "  --web ENDPOINT        also serve the chat's web page and its WebSocket (/ws)\n"
     "                        on ENDPOINT (tcp://127.0.0.1:6680); repeatable\n"
@@ -263,8 +271,48 @@ static void raise_nofile(void) {
 enum {
   OPT_ROOM = 256, OPT_HISTORY, OPT_NO_BOT, OPT_BOT_NICK, OPT_RULES, OPT_FLOOD_RATE,
   OPT_FLOOD_BURST, OPT_OUT_QUEUE, OPT_IDLE, OPT_MAX_CLIENTS, OPT_NOTICES_MAX, OPT_QUIET,
-  OPT_PORT_FILE, OPT_GRACE, OPT_WEB, OPT_WEB_ORIGIN, OPT_WEB_PING, OPT_WEB_HEAD
+  OPT_PORT_FILE, OPT_GRACE, OPT_WEB, OPT_WEB_ORIGIN, OPT_WEB_PING, OPT_WEB_HEAD, OPT_PER_ADDR,
+  OPT_PER_LOOPBACK, OPT_MAX_ROOMS, OPT_ROOMS_PER_CLIENT, OPT_HIST_BUDGET, OPT_HIST_TEXT
 };
+
+/* The options that bound what clients make the chat keep (rooms, history,
+ * clients per address): sets co from opt's value. Returns 0, or the exit
+ * code of a usage error. */
+static int memory_option(chat_opts_t *co, int opt, const char *arg) {
+  unsigned long v;
+  switch (opt) {
+  case OPT_PER_ADDR:
+  case OPT_PER_LOOPBACK:
+    if (cli_parse_uint(arg, 1000000, &v) < 0)
+      return cli_usage_error("chat", "bad --max-per-%s '%s': expected 0-1000000",
+                             opt == OPT_PER_ADDR ? "addr" : "loopback", arg);
+    *(opt == OPT_PER_ADDR ? &co->per_addr : &co->per_loopback) = v;
+    return 0;
+  case OPT_MAX_ROOMS:
+    if (cli_parse_uint(arg, 1000000, &v) < 0)
+      return cli_usage_error("chat", "bad --max-rooms '%s': expected 0-1000000", arg);
+    co->max_rooms = v;
+    return 0;
+  case OPT_ROOMS_PER_CLIENT:
+    if (cli_parse_uint(arg, CHAT_USER_ROOMS_MAX, &v) < 0 || v == 0)
+      return cli_usage_error("chat", "bad --max-rooms-per-client '%s': expected 1-%d", arg,
+                             CHAT_USER_ROOMS_MAX);
+    co->rooms_per_client = (unsigned)v;
+    return 0;
+  case OPT_HIST_BUDGET:
+    if (cli_parse_uint(arg, 1ul << 30, &v) < 0 || v < CHAT_HISTORY_BUDGET_MIN)
+      return cli_usage_error("chat", "bad --history-budget '%s': expected %u-%lu bytes", arg,
+                             CHAT_HISTORY_BUDGET_MIN, 1ul << 30);
+    co->history_budget = v;
+    return 0;
+  default: /* OPT_HIST_TEXT */
+    if (cli_parse_uint(arg, SK_CHAT_TEXT_MAX, &v) < 0 || v < CHAT_HISTORY_TEXT_MIN)
+      return cli_usage_error("chat", "bad --history-text-max '%s': expected %d-%d bytes", arg,
+                             CHAT_HISTORY_TEXT_MIN, SK_CHAT_TEXT_MAX);
+    co->history_text_max = v;
+    return 0;
+  }
+}
 
 /* `sockit chat serve ENDPOINT... [OPTIONS]` (argv[0] is "serve"). Returns
  * the exit code. */
@@ -288,19 +336,23 @@ static int serve(int argc, char **argv) {
       {"web-origin", required_argument, 0, OPT_WEB_ORIGIN},
       {"web-ping", required_argument, 0, OPT_WEB_PING},
       {"web-head-timeout", required_argument, 0, OPT_WEB_HEAD},
+      {"max-per-addr", required_argument, 0, OPT_PER_ADDR},
+      {"max-per-loopback", required_argument, 0, OPT_PER_LOOPBACK},
+      {"max-rooms", required_argument, 0, OPT_MAX_ROOMS},
+      {"max-rooms-per-client", required_argument, 0, OPT_ROOMS_PER_CLIENT},
+      {"history-budget", required_argument, 0, OPT_HIST_BUDGET},
+      {"history-text-max", required_argument, 0, OPT_HIST_TEXT},
       {"verbose", no_argument, 0, 'v'},
       CLI_TLS_LONGOPTS,
       {0, 0, 0, 0}};
   static chatd_t d;
   memset(&d, 0, sizeof d);
-  chat_opts_t co = {.history = CHAT_HISTORY_DEFAULT,
-                    .flood_rate = CHAT_FLOOD_RATE,
-                    .flood_burst = CHAT_FLOOD_BURST,
-                    .notices_max = CHAT_NOTICES_MAX,
-                    .monitor = monitor_line,
-                    .console = console_line,
-                    .log = log_msg,
-                    .arg = &d};
+  chat_opts_t co;
+  chat_opts_init(&co);
+  co.monitor = monitor_line;
+  co.console = console_line;
+  co.log = log_msg;
+  co.arg = &d;
   const char *bot_nick = CHATBOT_NICK, *rules = NULL, *port_file = NULL;
   unsigned long v, out_queue = CHAT_OUT_QUEUE, max_clients = 0;
   uint64_t grace_ms = 0;
@@ -387,6 +439,15 @@ static int serve(int argc, char **argv) {
                                optarg);
       break;
     case 'v': verbose = 1; break;
+    case OPT_PER_ADDR:
+    case OPT_PER_LOOPBACK:
+    case OPT_MAX_ROOMS:
+    case OPT_ROOMS_PER_CLIENT:
+    case OPT_HIST_BUDGET:
+    case OPT_HIST_TEXT:
+      if (memory_option(&co, c, optarg) != 0)
+        return EXIT_USAGE;
+      break;
     default:
       if (c >= CLI_TLS_CA && c <= CLI_TLS_TIMEOUT) {
         if (cli_tls_option(&d.tls, c, optarg, "chat") < 0)

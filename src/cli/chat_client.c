@@ -340,6 +340,23 @@ static void room_leave(client_t *c, const char *s, size_t n) {
   c->nrooms--;
 }
 
+/* Shows the look-alike marker among the words of a JOIN or NICK line's
+ * marker text: "like:NICK" as " (looks like NICK)". Other words are for
+ * later versions and are not shown. */
+static void put_marks(const client_t *c, rline_t *r, const char *s, size_t n) {
+  while (n) {
+    const char *sp = memchr(s, ' ', n);
+    size_t w = sp ? (size_t)(sp - s) : n;
+    if (w > 5 && memcmp(s, "like:", 5) == 0 && sk_chat_nick_valid(s + 5, w - 5)) {
+      put_str(r, " (looks like ");
+      put_nick(c, r, s + 5, w - 5);
+      put_str(r, ")");
+    }
+    s += w + (sp != NULL);
+    n -= w + (sp != NULL);
+  }
+}
+
 /* Renders one server line (without LF) for people into r, and keeps track
  * of our nick and rooms. Returns 0 when nothing is to be shown (a type this
  * client does not know, as the protocol asks, or a repeated rename). */
@@ -389,6 +406,7 @@ static int render(client_t *c, const char *line, size_t len, rline_t *r, int his
     put_nick(c, r, ev.sender, ev.sender_len);
     put_str(r, " joined ");
     put_text(r, ev.target, ev.target_len);
+    put_marks(c, r, ev.text, ev.text_len);
   } else if (T("PART") || T("QUIT")) {
     if (me && T("PART")) {
       room_leave(c, ev.target, ev.target_len);
@@ -405,6 +423,10 @@ static int render(client_t *c, const char *line, size_t len, rline_t *r, int his
       put_str(r, ")");
     }
   } else if (T("NICK")) {
+    /* NICK #room OLD NEW [MARKS]: the new nick is the first word. */
+    const char *marks = memchr(ev.text, ' ', ev.text_len);
+    size_t marks_len = marks ? ev.text_len - (size_t)(marks - ev.text) : 0;
+    ev.text_len -= marks_len;
     char pair[sizeof c->last_rename];
     int pl = snprintf(pair, sizeof pair, "%.*s %.*s", (int)ev.sender_len, ev.sender,
                       (int)ev.text_len, ev.text);
@@ -419,6 +441,7 @@ static int render(client_t *c, const char *line, size_t len, rline_t *r, int his
     put_nick(c, r, ev.sender, ev.sender_len);
     put_str(r, " is now ");
     put_nick(c, r, ev.text, ev.text_len);
+    put_marks(c, r, marks, marks_len);
   } else if (T("HIST")) {
     /* HIST TIME LINE: the time, then the old line rendered as it was. */
     const char *t = ev.target;

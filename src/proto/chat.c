@@ -229,6 +229,44 @@ void sk_chat_fold(const char *s, size_t len, char *out) {
     out[i] = lower(s[i]);
 }
 
+/* 1 for a character dropped at the start (digits: 0) or the end (digits:
+ * strip_digits) of a nick's skeleton. */
+static int skeleton_edge(char c, int digits) {
+  return (c != '\0' && strchr("_-[]{}^`", c)) || (digits && is_digit(c));
+}
+
+/* The look-alike of one character, after lower-casing. */
+static char skeleton_char(char c) {
+  switch (c) {
+  case '0': return 'o';
+  case '1':
+  case 'i':
+  case '|': return 'l';
+  case '5': return 's';
+  default: return c;
+  }
+}
+
+size_t sk_chat_nick_skeleton(const char *s, size_t len, int strip_digits, char *out) {
+  size_t start = 0, end = len, n = 0;
+  while (start < end && skeleton_edge(s[start], 0))
+    start++;
+  while (end > start && skeleton_edge(s[end - 1], strip_digits))
+    end--;
+  if (start == end) { /* nothing but edge characters: keep them */
+    start = 0;
+    end = len;
+  }
+  for (size_t i = start; i < end; i++) {
+    char c = skeleton_char(lower(s[i]));
+    if (n && ((out[n - 1] == 'r' && c == 'n') || (out[n - 1] == 'v' && c == 'v')))
+      out[n - 1] = c == 'n' ? 'm' : 'w';
+    else
+      out[n++] = c;
+  }
+  return n;
+}
+
 /* ---- server lines -------------------------------------------------------------------- */
 
 size_t sk_chat_format(char *out, size_t cap, const char *type, const char *target,

@@ -9,6 +9,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "sk_config.h"
+#if SK_HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 #include "services/chat.h"
 #include "services/services.h"
 
@@ -94,13 +101,22 @@ typedef struct {
 enum { U_ACTIVE, U_DOOMED, U_LEAVING };
 enum { DOOM_QUEUE, DOOM_IDLE };
 
+/* Clients from one address (IPv4, or an IPv6 /64), for --max-per-addr. */
+typedef struct {
+  hnode_t node; /* in ch->addrs; node.key = key */
+  unsigned long n;
+  char key[INET6_ADDRSTRLEN + 4];
+} addr_count_t;
+
 struct chat_user {
   hnode_t node; /* in ch->nicks; node.key = key */
   const chat_sink_ops_t *ops;
   void *sink;
   char nick[SK_CHAT_NICK_MAX + 1];
   char key[SK_CHAT_NICK_MAX + 1];
-  membership_t rooms[CHAT_USER_ROOMS]; /* the last one is the current room */
+  char skel[SK_CHAT_NICK_MAX + 1]; /* the nick's skeleton, digits kept: look-alikes */
+  membership_t *rooms;  /* o.rooms_per_client slots; the last one used is the current room */
+  addr_count_t *addr;   /* its address's count, or NULL when not counted */
   uint8_t nrooms, state, echo, flood_warned, doom_kind;
   uint32_t tokens; /* flood control, in thousandths of a line */
   uint64_t tokens_at, last_line_ms;
@@ -122,6 +138,8 @@ struct room {
   uint32_t n, cap;
   hist_t **hist; /* ring of o.history entries, allocated on the first message */
   unsigned hist_start, hist_len;
+  size_t hist_bytes;             /* what its history is charged (hist_cost, ring_cost) */
+  room_t *lru_prev, *lru_next;   /* ch's rooms with history, least recently active first */
   int permanent; /* the default room outlives its last member */
 };
 
@@ -135,6 +153,12 @@ struct chat {
   unsigned long nusers, guest_seq;
   chat_user_t *doomed; /* to drop before the current entry point returns */
   room_t *lobby;
+  room_t *lru_head, *lru_tail; /* rooms holding history, least recently active first */
+  size_t hist_bytes;           /* all history, against o.history_budget */
+  htable_t addrs;              /* addr_count_t by address */
+  char reserved[2][SK_CHAT_NICK_MAX + 1]; /* skeletons (digits stripped) of the bot and "server" */
+  sk_timer_t trim_timer;       /* gives memory back after the users fell to a quarter */
+  unsigned long peak_users;    /* most users since the last trim */
 };
 
 /* Where a command's replies go: a user, or the operator's console. */
@@ -147,6 +171,15 @@ typedef struct {
 
 static int reap_watch(chat_t *ch, const chat_user_t *watch);
 static void reap(chat_t *ch) { reap_watch(ch, NULL); }
+static void addr_release(chat_t *ch, chat_user_t *u);
+static void on_trim(sk_loop_t *loop, sk_timer_t *t);
+static void trim_when_quiet(chat_t *ch);
+
+/* Frees a user record (out of every table). */
+static void user_free(chat_user_t *u) {
+  free(u->rooms);
+  free(u);
+}
 
 /* ---- output ---------------------------------------------------------------------------- */
 
@@ -252,13 +285,67 @@ static room_t *room_new(chat_t *ch, const char *name, size_t len) {
   return r;
 }
 
+/* What one history entry of len bytes costs, as glibc's malloc counts it
+ * (a 16-byte granule and a header word), and what a room's ring costs. */
+static size_t hist_cost(size_t len) { return (sizeof(hist_t) + len + 8 + 15) / 16 * 16; }
+static size_t ring_cost(const chat_t *ch) {
+  return (ch->o.history * sizeof(hist_t *) + 8 + 15) / 16 * 16;
+}
+
+/* Takes r out of the list of rooms with history. */
+static void lru_unlink(chat_t *ch, room_t *r) {
+  if (r->lru_prev)
+    r->lru_prev->lru_next = r->lru_next;
+  else if (ch->lru_head == r)
+    ch->lru_head = r->lru_next;
+  if (r->lru_next)
+    r->lru_next->lru_prev = r->lru_prev;
+  else if (ch->lru_tail == r)
+    ch->lru_tail = r->lru_prev;
+  r->lru_prev = r->lru_next = NULL;
+}
+
+/* Puts r (with history) last: the most recently active room. */
+static void lru_touch(chat_t *ch, room_t *r) {
+  lru_unlink(ch, r);
+  r->lru_prev = ch->lru_tail;
+  if (ch->lru_tail)
+    ch->lru_tail->lru_next = r;
+  else
+    ch->lru_head = r;
+  ch->lru_tail = r;
+}
+
+/* Frees r's oldest history entry (r has one). */
+static void history_pop(chat_t *ch, room_t *r) {
+  hist_t *h = r->hist[r->hist_start];
+  size_t cost = hist_cost(h->len);
+  free(h);
+  r->hist_start = (r->hist_start + 1) % ch->o.history;
+  r->hist_len--;
+  r->hist_bytes -= cost;
+  ch->hist_bytes -= cost;
+}
+
+/* Frees r's oldest history entry; with its last one the ring goes too and
+ * r leaves the list. */
+static void history_drop_oldest(chat_t *ch, room_t *r) {
+  history_pop(ch, r);
+  if (!r->hist_len) {
+    free(r->hist);
+    r->hist = NULL;
+    r->hist_start = 0;
+    ch->hist_bytes -= r->hist_bytes; /* the ring's cost */
+    r->hist_bytes = 0;
+    lru_unlink(ch, r);
+  }
+}
+
 /* Frees r, its history and its member array (r is out of the table). */
 static void room_free(chat_t *ch, room_t *r) {
-  if (r->hist) {
-    for (unsigned i = 0; i < r->hist_len; i++)
-      free(r->hist[(r->hist_start + i) % ch->o.history]);
-    free(r->hist);
-  }
+  while (r->hist_len)
+    history_drop_oldest(ch, r);
+  free(r->hist); /* a ring whose first entry could not be allocated */
   free(r->members);
   free(r);
 }
@@ -271,8 +358,10 @@ static void room_drop_if_empty(chat_t *ch, room_t *r) {
   room_free(ch, r);
 }
 
-/* Keeps line (without LF) as the room's newest history entry. Memory
- * trouble only costs the entry. */
+/* Keeps line (without LF) as the room's newest history entry, which makes
+ * r the most recently active room; then, while all history is over the
+ * budget, the least recently active rooms lose their oldest entries (r's
+ * own last). Memory trouble only costs the entry. */
 static void history_add(chat_t *ch, room_t *r, const char *line, size_t len) {
   unsigned cap = ch->o.history;
   if (!cap)
@@ -285,13 +374,34 @@ static void history_add(chat_t *ch, room_t *r, const char *line, size_t len) {
   h->when = time(NULL);
   h->len = len;
   memcpy(h->line, line, len);
-  if (r->hist_len == cap) {
-    free(r->hist[r->hist_start]);
-    r->hist[r->hist_start] = h;
-    r->hist_start = (r->hist_start + 1) % cap;
-  } else {
-    r->hist[(r->hist_start + r->hist_len++) % cap] = h;
+  if (!r->hist_len) {
+    r->hist_bytes = ring_cost(ch);
+    ch->hist_bytes += r->hist_bytes;
   }
+  if (r->hist_len == cap)
+    history_pop(ch, r); /* the ring stays */
+  r->hist[(r->hist_start + r->hist_len++) % cap] = h;
+  r->hist_bytes += hist_cost(len);
+  ch->hist_bytes += hist_cost(len);
+  lru_touch(ch, r);
+  while (ch->hist_bytes > ch->o.history_budget && ch->lru_head)
+    history_drop_oldest(ch, ch->lru_head);
+}
+
+/* The stored form of a message's text: at most history_text_max bytes,
+ * cut at a character boundary and ended with U+2026 when longer. Returns
+ * the length written to out (history_text_max bytes), or tlen when text
+ * fits as it is (out unused). */
+static size_t history_text(const chat_t *ch, const char *text, size_t tlen, char *out) {
+  size_t max = ch->o.history_text_max;
+  if (tlen <= max)
+    return tlen;
+  size_t keep = max - 3;
+  while (keep && ((unsigned char)text[keep] & 0xC0) == 0x80)
+    keep--; /* text is valid UTF-8: back to the start of a character */
+  memcpy(out, text, keep);
+  memcpy(out + keep, "\xE2\x80\xA6", 3); /* U+2026 */
+  return keep + 3;
 }
 
 /* Replays the room's history to u as HIST lines: the newest entries that
@@ -326,11 +436,19 @@ static void history_replay(chat_t *ch, chat_user_t *u, room_t *r) {
  * every member (to `from` only if it asked for echo) and the monitor. */
 static void room_message(chat_t *ch, room_t *r, const char *type, const char *sender,
                          const char *text, size_t tlen, const chat_user_t *from) {
-  char line[SK_CHAT_OUT_LINE_MAX];
+  char line[SK_CHAT_OUT_LINE_MAX], cut[SK_CHAT_TEXT_MAX];
   size_t n = sk_chat_format(line, sizeof line, type, r->name, sender, text, tlen);
   if (!n)
     return;
-  history_add(ch, r, line, n - 1);
+  size_t cl = history_text(ch, text, tlen, cut);
+  if (cl == tlen) {
+    history_add(ch, r, line, n - 1);
+  } else {
+    char kept[SK_CHAT_OUT_LINE_MAX];
+    size_t kn = sk_chat_format(kept, sizeof kept, type, r->name, sender, cut, cl);
+    if (kn)
+      history_add(ch, r, kept, kn - 1);
+  }
   room_send(ch, r, line, n, from && !from->echo ? from : NULL);
   monitor(ch, line, n);
 }
@@ -355,7 +473,44 @@ static void make_current(chat_user_t *u, int i) {
   u->rooms[u->nrooms - 1] = m;
 }
 
-/* u joins r (not a member yet, below CHAT_USER_ROOMS): JOIN to the room
+/* The first other active member of r whose nick looks like u's (the same
+ * skeleton), or NULL. */
+static const chat_user_t *lookalike(const room_t *r, const chat_user_t *u) {
+  for (uint32_t i = 0; i < r->n; i++) {
+    const chat_user_t *m = r->members[i];
+    if (m != u && m->state == U_ACTIVE && strcmp(m->skel, u->skel) == 0)
+      return m;
+  }
+  return NULL;
+}
+
+/* A presence line about u in r ("JOIN #r NICK", or "NICK #r OLD NEW" with
+ * sender old and text NEW): to every member where r announces (else to u
+ * alone). When another member's nick looks like u's, the others and the
+ * monitor get it with the marker word "like:THATNICK" after the text; u
+ * gets it without. */
+static void presence(chat_t *ch, room_t *r, chat_user_t *u, const char *type, const char *sender,
+                     const char *text) {
+  char line[SK_CHAT_OUT_LINE_MAX], marked[SK_CHAT_OUT_LINE_MAX];
+  size_t n = sk_chat_format(line, sizeof line, type, r->name, sender, text, text ? strlen(text) : 0);
+  const chat_user_t *like = room_announces(ch, r) ? lookalike(r, u) : NULL;
+  if (!room_announces(ch, r)) {
+    deliver(ch, u, line, n);
+  } else if (!like) {
+    room_send(ch, r, line, n, NULL);
+  } else {
+    char t[2 * SK_CHAT_NICK_MAX + 8];
+    int tl = snprintf(t, sizeof t, "%s%slike:%s", text ? text : "", text ? " " : "", like->nick);
+    size_t mn = sk_chat_format(marked, sizeof marked, type, r->name, sender, t, (size_t)tl);
+    room_send(ch, r, marked, mn, u);
+    deliver(ch, u, line, n);
+    monitor(ch, marked, mn);
+    return;
+  }
+  monitor(ch, line, n);
+}
+
+/* u joins r (not a member yet, below o.rooms_per_client): JOIN to the room
  * (or to u alone in a large room), then r's history to u. Returns 0 or
  * -ENOMEM. */
 static int join(chat_t *ch, chat_user_t *u, room_t *r) {
@@ -370,13 +525,7 @@ static int join(chat_t *ch, chat_user_t *u, room_t *r) {
   r->members[r->n] = u;
   u->rooms[u->nrooms++] = (membership_t){r, r->n};
   r->n++;
-  char line[SK_CHAT_OUT_LINE_MAX];
-  size_t n = sk_chat_format(line, sizeof line, "JOIN", r->name, u->nick, NULL, 0);
-  if (room_announces(ch, r))
-    room_send(ch, r, line, n, NULL);
-  else
-    deliver(ch, u, line, n);
-  monitor(ch, line, n);
+  presence(ch, r, u, "JOIN", u->nick, NULL);
   history_replay(ch, u, r);
   return 0;
 }
@@ -412,6 +561,7 @@ static void detach(chat_t *ch, chat_user_t *u, const char *reason, int quiet) {
   while (u->nrooms)
     leave(ch, u, u->nrooms - 1, "QUIT", reason, quiet);
   ht_remove(&ch->nicks, &u->node);
+  addr_release(ch, u);
   if (u->prev)
     u->prev->next = u->next;
   else
@@ -477,6 +627,96 @@ static chat_user_t *user_find(chat_t *ch, const char *nick, size_t len) {
 static int is_bot_nick(const chat_t *ch, const char *nick, size_t len) {
   return ch->o.bot && strlen(chatbot_nick(ch->o.bot)) == len &&
          strncasecmp(chatbot_nick(ch->o.bot), nick, len) == 0;
+}
+
+/* The name nick[0..len) looks like when it looks like the bot's nick or
+ * the server's (their skeletons with end digits stripped are equal), else
+ * NULL. */
+static const char *nick_reserved(const chat_t *ch, const char *nick, size_t len) {
+  char sk[SK_CHAT_NICK_MAX + 1];
+  sk[sk_chat_nick_skeleton(nick, len < SK_CHAT_NICK_MAX ? len : SK_CHAT_NICK_MAX, 1, sk)] = '\0';
+  if (ch->o.bot && strcmp(sk, ch->reserved[0]) == 0)
+    return chatbot_nick(ch->o.bot);
+  return strcmp(sk, ch->reserved[1]) == 0 ? CHAT_SERVER_NICK : NULL;
+}
+
+/* u->skel from u->nick: the form look-alikes share (digits kept). */
+static void set_skeleton(chat_user_t *u) {
+  u->skel[sk_chat_nick_skeleton(u->nick, strlen(u->nick), 0, u->skel)] = '\0';
+}
+
+/* ---- clients per address ------------------------------------------------------------------ */
+
+/* The key a peer is counted under: the IPv4 address (IPv4-mapped ones
+ * too), or the IPv6 /64 it is in; *loopback says if it is 127.0.0.0/8 or
+ * ::1. Returns 0, or -1 for a peer that is not IP (unix). */
+static int addr_key(const sk_sockaddr_t *sa, char *key, size_t cap, int *loopback) {
+  int fam = sa->ss.ss_family;
+  struct in_addr v4;
+  if (fam == AF_INET) {
+    v4 = ((const struct sockaddr_in *)&sa->ss)->sin_addr;
+  } else if (fam == AF_INET6) {
+    struct in6_addr x = ((const struct sockaddr_in6 *)&sa->ss)->sin6_addr;
+    if (!IN6_IS_ADDR_V4MAPPED(&x)) {
+      *loopback = IN6_IS_ADDR_LOOPBACK(&x);
+      if (!*loopback)
+        memset(x.s6_addr + 8, 0, 8);
+      if (!inet_ntop(AF_INET6, &x, key, (socklen_t)(cap - 3)))
+        return -1;
+      if (!*loopback)
+        strcat(key, "/64");
+      return 0;
+    }
+    memcpy(&v4, x.s6_addr + 12, 4);
+  } else {
+    return -1;
+  }
+  *loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  return inet_ntop(AF_INET, &v4, key, (socklen_t)cap) ? 0 : -1;
+}
+
+/* Counts u against its address's limit (--max-per-addr, or
+ * --max-per-loopback). Returns 0 when u may stay (counted, or not counted:
+ * no limit, not an IP peer, or no memory for the count), or -1 with the
+ * reason in why when its address has its limit already. */
+static int addr_admit(chat_t *ch, chat_user_t *u, const sk_sockaddr_t *sa, char *why,
+                      size_t whylen) {
+  char key[sizeof ((addr_count_t *)0)->key];
+  int loopback = 0;
+  if (!sa || addr_key(sa, key, sizeof key, &loopback) < 0)
+    return 0;
+  unsigned long limit = loopback ? ch->o.per_loopback : ch->o.per_addr;
+  if (!limit)
+    return 0;
+  addr_count_t *a = (addr_count_t *)ht_find(&ch->addrs, key);
+  if (a && a->n >= limit) {
+    snprintf(why, whylen, "%lu clients from %s already, the most one address may have", a->n,
+             key);
+    return -1;
+  }
+  if (!a) {
+    if (!(a = calloc(1, sizeof *a)))
+      return 0;
+    memcpy(a->key, key, sizeof key);
+    a->node.key = a->key;
+    if (ht_insert(&ch->addrs, &a->node) < 0) {
+      free(a);
+      return 0;
+    }
+  }
+  a->n++;
+  u->addr = a;
+  return 0;
+}
+
+/* u no longer counts for its address. */
+static void addr_release(chat_t *ch, chat_user_t *u) {
+  addr_count_t *a = u->addr;
+  u->addr = NULL;
+  if (a && --a->n == 0) {
+    ht_remove(&ch->addrs, &a->node);
+    free(a);
+  }
 }
 
 /* Flood control: a token bucket of flood_burst lines refilled at
@@ -645,6 +885,12 @@ static void cmd_nick(chat_t *ch, chat_user_t *u, const sk_chat_cmd_t *cmd) {
     replyf(&to, "ERR nick-taken %.*s is already in use", (int)cmd->arg_len, cmd->arg);
     return;
   }
+  const char *kept = nick_reserved(ch, cmd->arg, cmd->arg_len);
+  if (kept) {
+    replyf(&to, "ERR nick-reserved %.*s looks like %s, a name the server keeps", (int)cmd->arg_len,
+           cmd->arg, kept);
+    return;
+  }
   if (cmd->arg_len == strlen(u->nick) && memcmp(u->nick, cmd->arg, cmd->arg_len) == 0) {
     replyf(&to, "NOTICE you are %s already", u->nick);
     return;
@@ -655,21 +901,15 @@ static void cmd_nick(chat_t *ch, chat_user_t *u, const sk_chat_cmd_t *cmd) {
   memcpy(u->nick, cmd->arg, cmd->arg_len);
   u->nick[cmd->arg_len] = '\0';
   sk_chat_fold(u->nick, cmd->arg_len + 1, u->key);
+  set_skeleton(u);
   ht_insert(&ch->nicks, &u->node); /* cannot fail: the table has buckets already */
   char line[SK_CHAT_OUT_LINE_MAX];
   if (!u->nrooms) {
     size_t n = sk_chat_format(line, sizeof line, "NICK", "*", old, u->nick, cmd->arg_len);
     deliver(ch, u, line, n);
   }
-  for (int i = 0; i < u->nrooms; i++) {
-    room_t *r = u->rooms[i].room;
-    size_t n = sk_chat_format(line, sizeof line, "NICK", r->name, old, u->nick, cmd->arg_len);
-    if (room_announces(ch, r))
-      room_send(ch, r, line, n, NULL);
-    else
-      deliver(ch, u, line, n);
-    monitor(ch, line, n);
-  }
+  for (int i = 0; i < u->nrooms; i++)
+    presence(ch, u->rooms[i].room, u, "NICK", old, u->nick);
 }
 
 /* /join #room: makes the room if new and joins it, or makes it current if
@@ -698,9 +938,14 @@ static void cmd_join(chat_t *ch, chat_user_t *u, const sk_chat_cmd_t *cmd) {
     replyf(&to, "NOTICE %s is your current room now", r->name);
     return;
   }
-  if (u->nrooms == CHAT_USER_ROOMS) {
-    replyf(&to, "ERR too-many-rooms you are in %d rooms already: /part one first",
-           CHAT_USER_ROOMS);
+  if (u->nrooms >= ch->o.rooms_per_client) {
+    replyf(&to, "ERR too-many-rooms you are in %u rooms already, the most one client may be in: "
+           "/part one first", ch->o.rooms_per_client);
+    return;
+  }
+  if (!r && ch->o.max_rooms && ch->rooms.n >= ch->o.max_rooms) {
+    replyf(&to, "ERR rooms-full the server has %lu rooms, the most it keeps: join one of them "
+           "(/rooms)", ch->o.max_rooms);
     return;
   }
   if ((!r && !(r = room_new(ch, name, len))) || join(ch, u, r) < 0) {
@@ -849,32 +1094,59 @@ static int user_command(chat_t *ch, chat_user_t *u, const sk_chat_cmd_t *cmd) {
 
 /* ---- entry points -------------------------------------------------------------------------- */
 
+/* Refuses u, over its address's limit: ERR and BYE, then the transport is
+ * closed; u is in no table and is freed by chat_user_closed. */
+static void refuse(chat_user_t *u, const char *why) {
+  char line[512];
+  int n = snprintf(line, sizeof line,
+                   "ERR too-many-clients %s\nBYE too many clients from your address\n", why);
+  u->state = U_LEAVING;
+  u->ops->send(u->sink, line, (size_t)n); /* best effort: it is leaving */
+  u->ops->close(u->sink, 0);
+}
+
 int chat_user_open(chat_t *ch, const chat_sink_ops_t *ops, void *sink, chat_user_t **out) {
+  return chat_user_open_from(ch, ops, sink, NULL, out);
+}
+
+int chat_user_open_from(chat_t *ch, const chat_sink_ops_t *ops, void *sink,
+                        const sk_sockaddr_t *peer, chat_user_t **out) {
   chat_user_t *u = calloc(1, sizeof *u);
-  if (!u)
+  if (!u || !(u->rooms = calloc(ch->o.rooms_per_client, sizeof *u->rooms))) {
+    free(u);
     return -ENOMEM;
+  }
   *out = u;
   u->ops = ops;
   u->sink = sink;
   u->state = U_ACTIVE;
+  char why[256];
+  if (addr_admit(ch, u, peer, why, sizeof why) < 0) {
+    refuse(u, why);
+    return 0;
+  }
   u->tokens = ch->o.flood_burst * 1000u;
   u->tokens_at = u->last_line_ms = sk_loop_now(ch->loop);
   for (;;) {
     int n = snprintf(u->nick, sizeof u->nick, "guest%lu", ++ch->guest_seq);
-    if (!user_find(ch, u->nick, (size_t)n) && !is_bot_nick(ch, u->nick, (size_t)n))
+    if (!user_find(ch, u->nick, (size_t)n) && !is_bot_nick(ch, u->nick, (size_t)n) &&
+        !nick_reserved(ch, u->nick, (size_t)n))
       break;
   }
   sk_chat_fold(u->nick, sizeof u->nick, u->key);
+  set_skeleton(u);
   u->node.key = u->key;
   if (ht_insert(&ch->nicks, &u->node) < 0) {
-    free(u);
+    addr_release(ch, u);
+    user_free(u);
     return -ENOMEM;
   }
   u->next = ch->users;
   if (ch->users)
     ch->users->prev = u;
   ch->users = u;
-  ch->nusers++;
+  if (++ch->nusers > ch->peak_users)
+    ch->peak_users = ch->nusers;
   char line[SK_CHAT_OUT_LINE_MAX];
   int n = snprintf(line, sizeof line,
                    "HELLO %d %s %s sockit chat: type a line to talk in %s, /help for commands\n",
@@ -939,8 +1211,9 @@ void chat_user_closed(chat_t *ch, chat_user_t *u, const char *why, int quiet) {
     u->state = U_LEAVING;
     detach(ch, u, why, quiet);
   }
-  free(u);
+  user_free(u);
   reap(ch);
+  trim_when_quiet(ch);
 }
 
 void chat_operator_line(chat_t *ch, const char *line, size_t len) {
@@ -1016,12 +1289,50 @@ void chat_operator_line(chat_t *ch, const char *line, size_t len) {
 void chat_shutdown(chat_t *ch, const char *why) {
   if (sk_timer_active(&ch->idle_timer))
     sk_timer_stop(ch->loop, &ch->idle_timer);
+  if (sk_timer_active(&ch->trim_timer))
+    sk_timer_stop(ch->loop, &ch->trim_timer);
   while (ch->users)
     drop(ch, ch->users, why, NULL, 0, 1);
   reap(ch);
 }
 
 unsigned long chat_user_count(const chat_t *ch) { return ch->nusers; }
+
+/* Gives the heap's free pages back to the system, and starts counting the
+ * peak again. */
+static void on_trim(sk_loop_t *loop, sk_timer_t *t) {
+  chat_t *ch = t->data;
+  (void)loop;
+#if SK_HAVE_MALLOC_TRIM
+  malloc_trim(0);
+#endif
+  ch->peak_users = ch->nusers;
+}
+
+/* After the users fell to a quarter of a peak of at least
+ * CHAT_TRIM_MIN_PEAK, memory goes back to the system CHAT_TRIM_DELAY_MS
+ * later (leaves in between join the same trim): glibc keeps freed memory
+ * in its heap, and after a big crowd left that is megabytes. */
+static void trim_when_quiet(chat_t *ch) {
+  if (!SK_HAVE_MALLOC_TRIM || ch->peak_users < CHAT_TRIM_MIN_PEAK ||
+      ch->nusers > ch->peak_users / 4 || sk_timer_active(&ch->trim_timer))
+    return;
+  if (sk_timer_start(ch->loop, &ch->trim_timer, CHAT_TRIM_DELAY_MS, 0) < 0)
+    ch->peak_users = ch->nusers; /* no timer: no trim this time */
+}
+
+void chat_opts_init(chat_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->history = CHAT_HISTORY_DEFAULT;
+  o->flood_rate = CHAT_FLOOD_RATE;
+  o->flood_burst = CHAT_FLOOD_BURST;
+  o->notices_max = CHAT_NOTICES_MAX;
+  o->history_budget = CHAT_HISTORY_BUDGET;
+  o->history_text_max = CHAT_HISTORY_TEXT_MAX;
+  o->rooms_per_client = CHAT_USER_ROOMS;
+  o->max_rooms = CHAT_ROOMS_DEFAULT;
+  o->per_addr = CHAT_PER_ADDR;
+}
 
 /* Drops (gracefully, with BYE) users who sent nothing for idle_ms. */
 static void idle_sweep(sk_loop_t *loop, sk_timer_t *t) {
@@ -1041,13 +1352,23 @@ int chat_new(chat_t **out, const chat_opts_t *o, sk_loop_t *loop) {
   ch->loop = loop;
   const char *room = o->default_room ? o->default_room : CHAT_DEFAULT_ROOM;
   size_t len = strlen(room);
-  if (!sk_chat_room_valid(room, len) || o->history > CHAT_HISTORY_MAX) {
+  if (!sk_chat_room_valid(room, len) || o->history > CHAT_HISTORY_MAX ||
+      o->history_budget < CHAT_HISTORY_BUDGET_MIN || o->history_text_max < CHAT_HISTORY_TEXT_MIN ||
+      o->history_text_max > SK_CHAT_TEXT_MAX || !o->rooms_per_client ||
+      o->rooms_per_client > CHAT_USER_ROOMS_MAX) {
     free(ch);
     return -EINVAL;
   }
   memcpy(ch->default_room, room, len + 1);
   ch->o.default_room = ch->default_room;
   sk_timer_init(&ch->idle_timer, idle_sweep, ch);
+  sk_timer_init(&ch->trim_timer, on_trim, ch);
+  if (o->bot) {
+    const char *b = chatbot_nick(o->bot);
+    ch->reserved[0][sk_chat_nick_skeleton(b, strlen(b), 1, ch->reserved[0])] = '\0';
+  }
+  const char *srv = CHAT_SERVER_NICK + 1; /* "server" */
+  ch->reserved[1][sk_chat_nick_skeleton(srv, strlen(srv), 1, ch->reserved[1])] = '\0';
   if (!(ch->lobby = room_new(ch, room, len))) {
     free(ch->rooms.b);
     free(ch);
@@ -1070,10 +1391,12 @@ void chat_free(chat_t *ch) {
     return;
   if (sk_timer_active(&ch->idle_timer))
     sk_timer_stop(ch->loop, &ch->idle_timer);
+  if (sk_timer_active(&ch->trim_timer))
+    sk_timer_stop(ch->loop, &ch->trim_timer);
   while (ch->users) {
     chat_user_t *u = ch->users;
     detach(ch, u, NULL, 1);
-    free(u);
+    user_free(u);
   }
   for (size_t i = 0; i < ch->rooms.nb; i++)
     for (hnode_t *e = ch->rooms.b[i], *next; e; e = next) {
@@ -1082,6 +1405,7 @@ void chat_free(chat_t *ch) {
     }
   free(ch->rooms.b);
   free(ch->nicks.b);
+  free(ch->addrs.b); /* its entries went with their users */
   free(ch);
 }
 
@@ -1126,7 +1450,7 @@ static int line_open_with(chat_t *ch, sk_conn_t *c) {
   lc->conn = c;
   sk_chat_reader_init(&lc->reader, SK_CHAT_LINE_MAX);
   sk_conn_set_data(c, lc);
-  if (chat_user_open(ch, &line_ops, lc, &lc->user) < 0) {
+  if (chat_user_open_from(ch, &line_ops, lc, sk_conn_peer(c), &lc->user) < 0) {
     sk_conn_set_data(c, NULL);
     free(lc);
     return -1;
@@ -1219,11 +1543,9 @@ chat_t *chat_hub(sk_loop_t *loop) {
     char err[SK_ERRLEN];
     if (!hub_bot && chatbot_new(&hub_bot, CHATBOT_NICK, NULL, err, sizeof err) < 0)
       return NULL;
-    chat_opts_t o = {.history = CHAT_HISTORY_DEFAULT,
-                     .flood_rate = CHAT_FLOOD_RATE,
-                     .flood_burst = CHAT_FLOOD_BURST,
-                     .notices_max = CHAT_NOTICES_MAX,
-                     .bot = hub_bot};
+    chat_opts_t o;
+    chat_opts_init(&o);
+    o.bot = hub_bot;
     if (chat_new(&hub, &o, loop) < 0)
       return NULL;
     atexit(hub_free);

@@ -29,7 +29,22 @@
 #define CHAT_DEFAULT_ROOM "#lobby"
 #define CHAT_HISTORY_DEFAULT 20   /* messages of a room replayed on join */
 #define CHAT_HISTORY_MAX 1000     /* most --history accepts */
-#define CHAT_USER_ROOMS 8         /* rooms one user may be in at once */
+#define CHAT_USER_ROOMS 8         /* rooms one user may be in at once (default) */
+#define CHAT_USER_ROOMS_MAX 64    /* most --max-rooms-per-client accepts */
+#define CHAT_ROOMS_DEFAULT 1000   /* rooms on the server at once, the default room included */
+/* Bytes all rooms' history may hold together (entries and their rings, as
+ * malloc counts them); over it the least recently active rooms lose their
+ * oldest entries first. */
+#define CHAT_HISTORY_BUDGET (8u << 20)
+#define CHAT_HISTORY_BUDGET_MIN (16u * 1024u)
+/* Bytes of a message's text kept in history: valid UTF-8 input is never
+ * longer (a line is at most SK_CHAT_LINE_MAX bytes), so only text that grew
+ * when sanitized (an invalid byte becomes the 3-byte U+FFFD) is cut. */
+#define CHAT_HISTORY_TEXT_MAX SK_CHAT_LINE_MAX
+#define CHAT_HISTORY_TEXT_MIN 64
+#define CHAT_PER_ADDR 64          /* clients from one address (IPv6: one /64); loopback not counted */
+#define CHAT_TRIM_MIN_PEAK 64     /* users before a fall to a quarter gives memory back */
+#define CHAT_TRIM_DELAY_MS 1000   /* and how long after that fall (at most one trim a second) */
 #define CHAT_FLOOD_RATE 5         /* lines per second a client may keep up */
 #define CHAT_FLOOD_BURST 20       /* lines a client may send at once */
 #define CHAT_NOTICES_MAX 200      /* larger rooms get no JOIN/PART/QUIT/NICK lines */
@@ -70,6 +85,12 @@ typedef struct {
   unsigned flood_burst;     /* lines at once */
   uint64_t idle_ms;         /* drop clients that send nothing this long; 0 = never */
   unsigned notices_max;     /* see CHAT_NOTICES_MAX */
+  size_t history_budget;    /* bytes of all history; >= CHAT_HISTORY_BUDGET_MIN */
+  size_t history_text_max;  /* bytes of a message's text kept; >= CHAT_HISTORY_TEXT_MIN */
+  unsigned rooms_per_client; /* 1 to CHAT_USER_ROOMS_MAX */
+  unsigned long max_rooms;  /* rooms at once; 0 = no limit */
+  unsigned long per_addr;   /* clients per non-loopback address; 0 = no limit */
+  unsigned long per_loopback; /* clients per loopback address; 0 = no limit */
   chatbot_t *bot;           /* borrowed, outlives the chat; NULL = no bot */
   /* Every room event and broadcast (not private messages), one line each
    * with its LF; NULL = none. */
@@ -82,9 +103,12 @@ typedef struct {
   void *arg;
 } chat_opts_t;
 
+/* Fills o with the defaults (CHAT_*): no bot, no callbacks. */
+void chat_opts_init(chat_opts_t *o);
+
 /* Makes a chat with the default room open. o is copied (default_room
- * too); loop runs the idle sweep. Returns 0 or -ENOMEM / -EINVAL (bad
- * default room). */
+ * too); loop runs the idle sweep and the memory trim. Returns 0 or -ENOMEM
+ * / -EINVAL (bad default room, a limit out of its range). */
 int chat_new(chat_t **out, const chat_opts_t *o, sk_loop_t *loop);
 /* Frees the chat and every user still in it (their sinks are not told):
  * call after the transports are gone. */
@@ -95,6 +119,13 @@ void chat_free(chat_t *ch);
  * 0 if the user was made (it may already be gone again if its queue could
  * not take the welcome: then close was called), or -ENOMEM. */
 int chat_user_open(chat_t *ch, const chat_sink_ops_t *ops, void *sink, chat_user_t **out);
+/* The same for a client from peer (borrowed for the call; NULL: not
+ * counted), which counts toward the limit of clients per address
+ * (per_addr, per_loopback). A client over it gets "ERR too-many-clients
+ * ..." and "BYE ...", and its transport is closed at once (close, graceful);
+ * *out is still set and chat_user_closed must still be called. */
+int chat_user_open_from(chat_t *ch, const chat_sink_ops_t *ops, void *sink,
+                        const sk_sockaddr_t *peer, chat_user_t **out);
 /* One line from the client, without LF or CRLF. Returns 0, or -1 when
  * the user is gone or leaving (quit, dropped): ignore the rest of its
  * input. */
