@@ -222,7 +222,8 @@ static int run_one(const sk_endpoint_t *a, const sk_endpoint_t *b, const sk_sock
                          .wfd = afd >= 0 ? afd : STDOUT_FILENO,
                          .close_fds = afd >= 0};
   sk_bridge_side_t sb = {.rfd = bfd, .wfd = bfd, .close_fds = 1};
-  sk_bridge_opts_t bo = {.limit = buffer, .idle_timeout_ms = idle_ms, .splice = 1};
+  sk_bridge_opts_t bo = {.limit = buffer, .idle_timeout_ms = idle_ms, .splice = 1,
+                         .reset = 1};
   sk_bridge_t *br = NULL;
   r = sk_bridge_start(&br, one.loop, &sa, &sb, &bo, one_done, &one);
   if (r < 0) {

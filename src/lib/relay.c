@@ -20,7 +20,8 @@
 #define MAX_ADDRS 8 /* resolved addresses kept per target */
 #define ACCEPTS_PER_WAKEUP 64
 #define DGRAMS_PER_WAKEUP 64
-#define UDP_BUCKETS 1024 /* hash buckets for UDP sessions, per worker */
+#define UDP_BUCKETS 1024 /* hash buckets for UDP sessions (and their sources), per worker */
+#define FD_RETRY_MS 100  /* clients waiting for a descriptor try again this often */
 
 typedef struct instance instance_t;
 
@@ -49,6 +50,11 @@ struct session {
   sk_tls_hs_t *hs;       /* a handshake under way */
   uint64_t started;
   session_t *prev, *next;
+  /* Waiting for a descriptor to connect with (the process is out of them):
+   * since when, and the wait queue, oldest first. */
+  int parked;
+  uint64_t parked_at;
+  session_t *wprev, *wnext;
 };
 
 /* ---- udp sessions ---------------------------------------------------------------- */
@@ -76,6 +82,9 @@ struct instance {
   int stopping, done, paused;
   session_t *sessions;
   unsigned long nsessions;
+  session_t *waiting, *waiting_tail; /* parked sessions, oldest first */
+  unsigned long nwaiting;
+  sk_timer_t fd_retry;
   usess_t *usessions;
   usess_t **buckets;
   char *dgram_buf;
@@ -148,8 +157,21 @@ static void log_line(instance_t *in, const char *fmt, ...) {
 
 /* ---- stream sessions ------------------------------------------------------------- */
 
+/* Errors that say the process (or the system) is short of descriptors or
+ * socket memory: our shortage, never the target's fault. */
+static int short_of_fds(int err) {
+  return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+static void pause_accepting(instance_t *in) {
+  if (!in->paused) {
+    in->paused = 1;
+    sk_io_set(in->loop, &in->lio, 0);
+  }
+}
+
 static void resume_accepting(instance_t *in) {
-  if (in->paused && !in->stopping) {
+  if (in->paused && !in->stopping && in->nwaiting == 0) {
     in->paused = 0;
     sk_io_set(in->loop, &in->lio, SK_READABLE);
   }
@@ -166,9 +188,60 @@ static void defer_free(sk_loop_t *loop, void *p) {
     free(p); /* cannot defer: nothing touches p after its callback returns */
 }
 
+static void unpark(session_t *s) {
+  instance_t *in = s->inst;
+  if (!s->parked)
+    return;
+  s->parked = 0;
+  if (s->wprev)
+    s->wprev->wnext = s->wnext;
+  else
+    in->waiting = s->wnext;
+  if (s->wnext)
+    s->wnext->wprev = s->wprev;
+  else
+    in->waiting_tail = s->wprev;
+  s->wprev = s->wnext = NULL;
+  in->nwaiting--;
+}
+
+/* The process has no descriptor to connect s with: s waits (its client
+ * stays connected), accepting pauses so that no more clients come in to
+ * wait, and s tries again when a session ends or every FD_RETRY_MS.
+ * front: s was at the head of the queue and keeps its place. */
+static void park(session_t *s, int err, int front) {
+  instance_t *in = s->inst;
+  if (!front)
+    s->parked_at = sk_loop_now(in->loop);
+  s->parked = 1;
+  if (front) {
+    s->wnext = in->waiting;
+    if (in->waiting)
+      in->waiting->wprev = s;
+    else
+      in->waiting_tail = s;
+    in->waiting = s;
+  } else {
+    s->wprev = in->waiting_tail;
+    if (in->waiting_tail)
+      in->waiting_tail->wnext = s;
+    else
+      in->waiting = s;
+    in->waiting_tail = s;
+  }
+  in->nwaiting++;
+  pause_accepting(in);
+  if (!sk_timer_active(&in->fd_retry))
+    sk_timer_start(in->loop, &in->fd_retry, FD_RETRY_MS, 0);
+  if (!front)
+    report(in, "connect: %s; clients wait (and accepting pauses) until descriptors are free",
+           sk_strerror(err));
+}
+
 /* Ends s: closes what it holds and frees it (after this round). */
 static void session_free(session_t *s) {
   instance_t *in = s->inst;
+  unpark(s);
   sk_tls_handshake_cancel(s->hs);
   if (!s->br) { /* else the bridge owns them */
     sk_tls_free(s->ctls);
@@ -193,6 +266,9 @@ static void session_free(session_t *s) {
   in->nsessions--;
   atomic_fetch_sub(&in->r->st_active, 1);
   defer_free(in->loop, s);
+  /* Descriptors were freed: a waiting client goes first, on the next round. */
+  if (in->nwaiting && !in->stopping)
+    sk_timer_start(in->loop, &in->fd_retry, 0, 0);
   resume_accepting(in);
   instance_maybe_finish(in);
 }
@@ -238,6 +314,7 @@ static void connected(session_t *s) {
   sk_bridge_opts_t bo = {.limit = r->o.buffer,
                          .idle_timeout_ms = r->o.idle_timeout_ms,
                          .splice = 1,
+                         .reset = 1,
                          .tap = r->o.tap ? session_tap : NULL,
                          .tap_data = s};
   int rc = sk_bridge_start(&s->br, in->loop, &a, &b, &bo, session_done, s);
@@ -259,6 +336,12 @@ static void connect_failed(session_t *s, int err) {
   s->ttls = NULL;
   close(s->tfd);
   s->tfd = -1;
+  if (short_of_fds(err)) { /* ours, not the target's: try it again later */
+    s->tried &= ~(1u << s->target);
+    s->target = -1;
+    park(s, err, 0);
+    return;
+  }
   if (s->addr_i + 1 < r->targets[s->target].naddrs) {
     s->addr_i++;
   } else {
@@ -356,6 +439,12 @@ static void try_connect(session_t *s) {
                      0);
       return;
     }
+    if (short_of_fds(fd)) {
+      s->tried &= ~(1u << s->target);
+      s->target = -1;
+      park(s, fd, 0);
+      return;
+    }
     if (s->addr_i + 1 < t->naddrs) {
       s->addr_i++;
       continue;
@@ -393,14 +482,48 @@ static void client_tls_start(session_t *s) {
   }
 }
 
+/* Clients waiting for a descriptor: those that waited longer than the
+ * connect timeout are closed; the others try again, oldest first, until
+ * one finds the process still short. Accepting resumes once none waits. */
+static void on_fd_retry(sk_loop_t *loop, sk_timer_t *t) {
+  instance_t *in = t->data;
+  sk_relay_t *r = in->r;
+  uint64_t now = sk_loop_now(loop);
+  uint64_t limit = r->o.connect_timeout_ms ? r->o.connect_timeout_ms : SK_RELAY_CONNECT_TIMEOUT_MS;
+  while (in->waiting && now - in->waiting->parked_at >= limit) {
+    session_t *s = in->waiting;
+    char peer[SK_ENDPOINT_STRLEN];
+    log_line(in, "#%lu %s: no descriptor free for a connection to a target in %llu ms; client "
+                 "closed", s->id, sk_sockaddr_format(&s->peer, peer, sizeof peer),
+             (unsigned long long)limit);
+    session_free(s);
+  }
+  while (in->waiting) {
+    session_t *s = in->waiting;
+    uint64_t since = s->parked_at;
+    unpark(s);
+    try_connect(s);
+    if (s->parked) {
+      /* Still short: it went to the back; put it back in front. */
+      unpark(s);
+      s->parked_at = since;
+      park(s, 0, 1);
+      break;
+    }
+  }
+  if (in->waiting)
+    sk_timer_start(loop, &in->fd_retry, FD_RETRY_MS, 0);
+  resume_accepting(in);
+}
+
 static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   instance_t *in = io->data;
   sk_relay_t *r = in->r;
   (void)ev;
+  (void)io;
   for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-    if (r->o.max_conns && in->nsessions >= r->o.max_conns) {
-      in->paused = 1;
-      sk_io_set(loop, io, 0);
+    if ((r->o.max_conns && in->nsessions >= r->o.max_conns) || in->nwaiting) {
+      pause_accepting(in);
       return;
     }
     sk_sockaddr_t peer;
@@ -614,6 +737,7 @@ static void instance_maybe_finish(instance_t *in) {
   in->done = 1;
   sk_timer_stop(in->loop, &in->grace);
   sk_timer_stop(in->loop, &in->sweep);
+  sk_timer_stop(in->loop, &in->fd_retry);
   sk_io_stop(in->loop, &in->wake_io);
 }
 
@@ -754,6 +878,7 @@ int sk_relay_attach(sk_relay_t *r, sk_loop_t *loop) {
   in->wake_io.data = in;
   sk_timer_init(&in->grace, on_grace, in);
   sk_timer_init(&in->sweep, on_udp_sweep, in);
+  sk_timer_init(&in->fd_retry, on_fd_retry, in);
   if ((rc = sk_io_start(loop, &in->lio, in->lfd, SK_READABLE)) < 0 ||
       (rc = sk_io_start(loop, &in->wake_io, in->wake_fd, SK_READABLE)) < 0)
     goto fail;
