@@ -131,6 +131,35 @@ def exchange(socks, payloads, timeout):
     return result
 
 
+def answered_in_turn(waiting):
+    """Reads the echo of what each (sock, sent) pair sent, closing each sock
+    once its echo is complete. Returns how many were answered in full."""
+    sel = selectors.DefaultSelector()
+    got = {}
+    for c, sent in waiting:
+        c.setblocking(False)
+        sel.register(c, selectors.EVENT_READ, sent)
+        got[c] = b""
+    ok = 0
+    deadline = time.monotonic() + WAIT
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(max(0.0, deadline - time.monotonic())):
+            try:
+                data = key.fileobj.recv(65536)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            got[key.fileobj] += data
+            if data and got[key.fileobj] != key.data:
+                continue
+            ok += got[key.fileobj] == key.data
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+    sel.close()
+    return ok
+
+
 # Two limits, so that either accept() or the socket() for the target is the
 # call that meets the limit first.
 @pytest.mark.parametrize("nofile", [64, 65])
@@ -150,6 +179,14 @@ def test_descriptor_shortage_is_not_the_targets_fault(run, nofile):
     for _ in range(3):
         blobs = [os.urandom(20000) for _ in served]
         assert exchange(served, blobs, timeout=WAIT) == ["ok"] * len(served)
+    # Clients that waited (in the backlog, or accepted and waiting for a
+    # descriptor) are served in turn as the others leave: each one closed
+    # once answered makes room for the next.
+    waiting = [(c, b"hello %d\n" % i) for i, (c, r) in enumerate(zip(clients, first))
+               if r == "waiting"]
+    for c in served:
+        c.close()
+    assert answered_in_turn(waiting) == len(waiting)
     for c in clients:
         c.close()
     # Once those sessions are over, descriptors are free again: the next
@@ -166,11 +203,13 @@ def test_descriptor_shortage_is_not_the_targets_fault(run, nofile):
                            rb"target (\S+): (\w+)")
     err = p.err.text()
     assert stats.group(1, 2, 4) == (b"0", b"0", b"up"), err[-3000:]
-    # No session ended for want of a descriptor, and no target was blamed.
+    # The limit was met (by accept, or by the socket for a target) ...
+    assert re.search(r"(accept|connect): Too many open files", err), err[-3000:]
+    # ... yet no session ended for want of a descriptor, no target was blamed.
     assert not re.search(r"\((read|write) (client|target): Too many open files\)", err), err[-3000:]
     assert "trying it again" not in err and "no target available" not in err, err[-3000:]
-    print(f"first round: {first.count('ok')} served, {first.count('waiting')} waiting, "
-          f"{first.count('eof') + first.count('reset')} closed")
+    print(f"first round: {first.count('ok')} served, {len(waiting)} waiting (then served in "
+          f"turn), {first.count('eof') + first.count('reset')} closed")
     t.close()
 
 
