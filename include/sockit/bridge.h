@@ -8,6 +8,12 @@
  * a pipe, a file or a datagram peer), so request-then-EOF protocols work and
  * no byte is lost.
  *
+ * With opts.reset, a failure is carried across too: when one side fails
+ * (a read error such as a reset, or a write that finds its peer gone),
+ * what it sent before is delivered to the other side, which is then reset
+ * (SO_LINGER {1, 0}) instead of shut down, so a client of a protocol
+ * delimited by close can tell a cut-off reply from a complete one.
+ *
  * A side is one socket (rfd == wfd) or a pair such as stdin/stdout. A side
  * in message mode (datagram and seqpacket sockets) is written one message
  * per line of the other side's data (or per read with `chunk`) and read one
@@ -52,6 +58,10 @@ typedef struct {
  * direction's stream. For logs and hex dumps; it must not keep p. */
 typedef void (*sk_bridge_tap_cb)(void *data, char from, uint64_t offset, const void *p, size_t n);
 
+/* opts.reset: how long the side to be reset may take to acknowledge the
+ * bytes already written to it (no progress for this long: reset anyway). */
+#define SK_BRIDGE_DRAIN_MS 5000u
+
 typedef struct {
   size_t limit;              /* per-direction buffer; 0 = SK_BUF_DEFAULT_LIMIT */
   uint64_t idle_timeout_ms;  /* end after this long with no data; 0 = never */
@@ -59,6 +69,11 @@ typedef struct {
    * per direction (the kernel copies, not us); falls back to read/write
    * where splice is refused. Ignored when tap is set. */
   int splice;
+  /* Carry failures across as resets (see above): a session that ends with
+   * an error other than the idle timeout leaves both sockets set to close
+   * with a reset, after the failed side's bytes have been acknowledged by
+   * the other (at most SK_BRIDGE_DRAIN_MS without progress). */
+  int reset;
   sk_bridge_tap_cb tap;
   void *tap_data;
 } sk_bridge_opts_t;

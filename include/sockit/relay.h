@@ -8,7 +8,18 @@
  * for retry_ms and tried again after. Connecting never blocks the loop.
  *
  * UDP: one upstream socket per client address, replies mapped back to that
- * client, sessions expired after idle_timeout_ms of silence.
+ * client, sessions expired after idle_timeout_ms of silence. A full session
+ * table, or a client address with max_per_source sessions, gives up its
+ * least recently used session for a new one, those the target never
+ * answered first.
+ *
+ * The process's own shortage of descriptors (EMFILE, ENFILE, ENOBUFS) never
+ * counts against a target: a stream client waits for a descriptor (and
+ * accepting pauses), a session whose splice pipe cannot be made copies
+ * through its buffers, a new UDP client evicts the least recently used
+ * session. A failure on one side of a stream session (a reset, an abort,
+ * a TLS error) reaches the other side as a reset, after what came before
+ * it (sk_bridge_opts_t.reset).
  */
 #ifndef SOCKIT_RELAY_H
 #define SOCKIT_RELAY_H
@@ -30,6 +41,7 @@ typedef struct sk_relay sk_relay_t;
 #define SK_RELAY_RETRY_MS 2000u           /* a failed target is skipped this long */
 #define SK_RELAY_UDP_TIMEOUT_MS 60000u    /* a quiet UDP session expires */
 #define SK_RELAY_UDP_MAX_SESSIONS 4096u   /* per worker, when max_conns is 0 */
+#define SK_RELAY_UDP_MAX_PER_SOURCE 256u  /* udp sessions per client address, per worker */
 #define SK_RELAY_GRACE_MS 2000u           /* at stop, live sessions get this long */
 
 typedef struct {
@@ -37,7 +49,10 @@ typedef struct {
   uint64_t idle_timeout_ms;    /* stream: 0 = none; udp: 0 = SK_RELAY_UDP_TIMEOUT_MS */
   uint64_t retry_ms;           /* 0 = SK_RELAY_RETRY_MS */
   uint64_t grace_ms;           /* 0 = SK_RELAY_GRACE_MS */
-  unsigned long max_conns;     /* per worker; at the limit new clients wait in the backlog */
+  unsigned long max_conns;     /* per worker; at the limit new clients wait in the backlog
+                                (udp: the session table; full, it evicts, see above) */
+  unsigned long max_per_source; /* udp sessions per client address (IPv6: per /64) per
+                                   worker; 0 = SK_RELAY_UDP_MAX_PER_SOURCE */
   size_t buffer;               /* in-flight bytes per direction; 0 = SK_BUF_DEFAULT_LIMIT */
   void *ctx;
   int (*verify)(void *ctx, const sk_sockaddr_t *peer); /* 0 refuses */
@@ -60,6 +75,7 @@ typedef struct {
   uint64_t sessions_total, sessions_active;
   uint64_t bytes_up, bytes_down; /* client to target, target to client (finished sessions) */
   uint64_t connect_failures, no_target;
+  uint64_t udp_evicted; /* udp sessions given up to make room for new clients */
 } sk_relay_stats_t;
 
 /* Binds listen and resolves every target (stream targets for a stream

@@ -34,7 +34,9 @@ static const char usage[] =
     "  --idle-timeout SECS     end a session after SECS with no data (udp: expire\n"
     "                          a client's session; default 60 for udp)\n"
     "  --retry SECS            skip a failed target this long (default 2)\n"
-    "  --max-conns N           at most N sessions per worker (others wait in the backlog)\n"
+    "  --max-conns N           at most N sessions per worker (others wait in the backlog;\n"
+    "                          udp: the session table, default 4096)\n"
+    "  --max-per-source N      udp: at most N sessions per client address (default 256)\n"
     "  --allow CIDR, --deny CIDR  which clients may connect (repeatable)\n"
     "  --workers N             N threads (tcp/udp use SO_REUSEPORT; 0 = one per core)\n"
     "  --buffer BYTES          in-flight bytes per direction (default 262144)\n"
@@ -134,10 +136,12 @@ static void print_stats(relay_cli_t *rc) {
   sk_relay_targets_text(rc->relay, targets, sizeof targets);
   fprintf(stderr,
           "sockit: relay: sessions %llu active, %llu total; bytes up %llu, down %llu "
-          "(finished sessions); connect failures %llu; clients with no target %llu\n%s",
+          "(finished sessions); connect failures %llu; clients with no target %llu; udp "
+          "sessions evicted %llu\n%s",
           (unsigned long long)st.sessions_active, (unsigned long long)st.sessions_total,
           (unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
-          (unsigned long long)st.connect_failures, (unsigned long long)st.no_target, targets);
+          (unsigned long long)st.connect_failures, (unsigned long long)st.no_target,
+          (unsigned long long)st.udp_evicted, targets);
   fflush(stderr);
 }
 
@@ -222,7 +226,8 @@ static int run_one(const sk_endpoint_t *a, const sk_endpoint_t *b, const sk_sock
                          .wfd = afd >= 0 ? afd : STDOUT_FILENO,
                          .close_fds = afd >= 0};
   sk_bridge_side_t sb = {.rfd = bfd, .wfd = bfd, .close_fds = 1};
-  sk_bridge_opts_t bo = {.limit = buffer, .idle_timeout_ms = idle_ms, .splice = 1};
+  sk_bridge_opts_t bo = {.limit = buffer, .idle_timeout_ms = idle_ms, .splice = 1,
+                         .reset = 1};
   sk_bridge_t *br = NULL;
   r = sk_bridge_start(&br, one.loop, &sa, &sb, &bo, one_done, &one);
   if (r < 0) {
@@ -244,7 +249,7 @@ static int run_one(const sk_endpoint_t *a, const sk_endpoint_t *b, const sk_sock
 /* ---- the command ------------------------------------------------------------------- */
 
 enum { OPT_CONNECT = 256, OPT_CONNECT_TIMEOUT, OPT_IDLE, OPT_RETRY, OPT_MAX_CONNS, OPT_ALLOW,
-       OPT_DENY, OPT_WORKERS, OPT_BUFFER, OPT_HEXDUMP, OPT_PORT_FILE };
+       OPT_DENY, OPT_WORKERS, OPT_BUFFER, OPT_HEXDUMP, OPT_PORT_FILE, OPT_MAX_PER_SOURCE };
 
 static int run(int argc, char **argv) {
   static const struct option longopts[] = {
@@ -253,6 +258,7 @@ static int run(int argc, char **argv) {
       {"idle-timeout", required_argument, 0, OPT_IDLE},
       {"retry", required_argument, 0, OPT_RETRY},
       {"max-conns", required_argument, 0, OPT_MAX_CONNS},
+      {"max-per-source", required_argument, 0, OPT_MAX_PER_SOURCE},
       {"allow", required_argument, 0, OPT_ALLOW},
       {"deny", required_argument, 0, OPT_DENY},
       {"workers", required_argument, 0, OPT_WORKERS},
@@ -295,6 +301,10 @@ static int run(int argc, char **argv) {
     case OPT_MAX_CONNS:
       if (cli_parse_uint(optarg, 1000000, &o.max_conns) < 0 || o.max_conns == 0)
         return cli_usage_error("relay", "bad --max-conns '%s': expected 1-1000000", optarg);
+      break;
+    case OPT_MAX_PER_SOURCE:
+      if (cli_parse_uint(optarg, 1000000, &o.max_per_source) < 0 || o.max_per_source == 0)
+        return cli_usage_error("relay", "bad --max-per-source '%s': expected 1-1000000", optarg);
       break;
     case OPT_ALLOW:
     case OPT_DENY:

@@ -5,6 +5,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +20,7 @@
 
 #define READS_PER_WAKEUP 16  /* cap the work one ready source may do per round */
 #define WRITES_PER_WAKEUP 64
+#define DRAIN_POLL_MS 10     /* how often a side to be reset is checked for unacked bytes */
 
 typedef struct side side_t;
 
@@ -48,6 +52,7 @@ struct side {
   int rtype, wtype; /* SOCK_STREAM / SOCK_DGRAM / SOCK_SEQPACKET, 0 if not a socket */
   unsigned tls_rwant, tls_wwant; /* what a TLS read / write waits for, 0 = none */
   size_t msg_max; /* message side: the largest message its socket can send */
+  int tcp;        /* a TCP socket: it can be reset, and says what it has not got acked */
 };
 
 struct sk_bridge {
@@ -55,7 +60,7 @@ struct sk_bridge {
   side_t a, b;
   dir_t ab, ba;
   sk_bridge_opts_t opts;
-  sk_timer_t idle_timer, linger_timer;
+  sk_timer_t idle_timer, linger_timer, drain_timer;
   dir_t *lingering; /* the direction the linger timer waits on */
   uint64_t linger_ms;
   uint64_t last_activity;
@@ -63,6 +68,11 @@ struct sk_bridge {
   void *data;
   sk_bridge_end_t end;
   int finished;
+  /* opts.reset: the side to be reset once its peer has acknowledged what
+   * was written to it (NULL = none), and its progress. */
+  side_t *draining;
+  int drain_left;
+  uint64_t drain_progress;
   int done_pending; /* finished_cb is deferred and has not run yet */
   int freed;        /* sk_bridge_free ran while done_pending: finished_cb frees */
 };
@@ -89,8 +99,19 @@ static void finished_cb(sk_loop_t *loop, void *data) {
   br->done(br, &br->end, br->data);
 }
 
+/* Makes closing s's socket send a reset (SO_LINGER {1, 0}) instead of a
+ * FIN; unix sockets have no reset and ignore it. */
+static void arm_reset(const side_t *s) {
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  int fd = s->cfg.wfd >= 0 ? s->cfg.wfd : s->cfg.rfd;
+  if ((s->wsock || s->rsock) && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0)
+    (void)0; /* then it closes with a FIN: nothing better is left to do */
+}
+
 /* Ends the session once: stops every watcher and timer and schedules the
- * done callback for after this round, so the caller may free the bridge. */
+ * done callback for after this round, so the caller may free the bridge.
+ * With opts.reset, a session that ends with an error (not the idle
+ * timeout) leaves both sockets set to close with a reset. */
 static void finish(sk_bridge_t *br, int err, char side, const char *op) {
   if (br->finished)
     return;
@@ -98,12 +119,17 @@ static void finish(sk_bridge_t *br, int err, char side, const char *op) {
   br->end.err = err;
   br->end.side = side;
   br->end.op = op;
+  if (br->opts.reset && err < 0 && err != SK_ETIMEDOUT) {
+    arm_reset(&br->a);
+    arm_reset(&br->b);
+  }
   sk_io_stop(br->loop, &br->a.rio);
   sk_io_stop(br->loop, &br->a.wio);
   sk_io_stop(br->loop, &br->b.rio);
   sk_io_stop(br->loop, &br->b.wio);
   sk_timer_stop(br->loop, &br->idle_timer);
   sk_timer_stop(br->loop, &br->linger_timer);
+  sk_timer_stop(br->loop, &br->drain_timer);
   if (sk_loop_defer(br->loop, finished_cb, br) == 0)
     br->done_pending = 1;
   else
@@ -125,7 +151,7 @@ static int dst_message(const dir_t *d) { return d->dst->cfg.message; }
 static size_t pending(const dir_t *d) { return d->spliced ? d->pipe_len : sk_buf_len(&d->buf); }
 
 static int want_read(const sk_bridge_t *br, const dir_t *d) {
-  if (br->finished || d->src_eof || d->src->cfg.rfd < 0)
+  if (br->finished || br->draining || d->src_eof || d->src->cfg.rfd < 0)
     return 0;
   if (d->spliced)
     return d->pipe_r < 0 || (!d->pipe_full && d->pipe_len < d->pipe_cap);
@@ -136,7 +162,7 @@ static int want_read(const sk_bridge_t *br, const dir_t *d) {
 }
 
 static int want_write(const sk_bridge_t *br, const dir_t *d) {
-  if (br->finished || d->done || d->dst->cfg.wfd < 0)
+  if (br->finished || br->draining || d->done || d->dst->cfg.wfd < 0)
     return 0;
   if (dst_message(d))
     return next_message(d) > 0 || (d->src_eof && sk_buf_len(&d->buf) == 0);
@@ -223,14 +249,9 @@ static void unsplice(dir_t *d) {
   d->pipe_r = d->pipe_w = -1;
 }
 
-/* Source to pipe. Returns bytes moved, 0 for "try later", SK_EOF, or a
- * negative errno. */
-static ssize_t splice_in(sk_bridge_t *br, dir_t *d) {
-  if (d->pipe_r < 0) {
-    int r = splice_pipe(br, d);
-    if (r < 0)
-      return r;
-  }
+/* Source to pipe (made by the caller). Returns bytes moved, 0 for "try
+ * later", SK_EOF, or a negative errno. */
+static ssize_t splice_in(dir_t *d) {
   size_t room = d->pipe_cap - d->pipe_len;
   if (room == 0)
     return 0;
@@ -313,9 +334,14 @@ static void do_read(sk_bridge_t *br, dir_t *d) {
     do_read_tls(br, d);
     return;
   }
+  /* No pipe to be had (descriptors or pipe memory are short): this
+   * direction copies through its buffer instead, for the rest of the
+   * session. The shortage is the process's, not the peer's. */
+  if (d->spliced && d->pipe_r < 0 && splice_pipe(br, d) < 0)
+    unsplice(d);
   if (d->spliced) {
     for (int i = 0; i < READS_PER_WAKEUP && want_read(br, d); i++) {
-      ssize_t n = splice_in(br, d);
+      ssize_t n = splice_in(d);
       if (n == -EINVAL && d->pipe_len == 0 && d->offset == 0) {
         unsplice(d); /* this pair of descriptors cannot splice */
         break;
@@ -396,11 +422,26 @@ static void do_read(sk_bridge_t *br, dir_t *d) {
   }
 }
 
+static dir_t *other_dir(sk_bridge_t *br, const dir_t *d) {
+  return d == &br->ab ? &br->ba : &br->ab;
+}
+
+/* d's source failed: a read from it gave an error, or a write to it found
+ * its peer gone (which it tells once: its reads then say EOF). */
+static int src_failed(sk_bridge_t *br, const dir_t *d) {
+  return d->read_err != 0 || other_dir(br, d)->write_err != 0;
+}
+
 /* Shuts the destination's write half once the source's EOF has been
- * flushed: the peer reads EOF, as if it were talking to the source. */
-static void forward_eof(dir_t *d) {
+ * flushed: the peer reads EOF, as if it were talking to the source. With
+ * opts.reset, a source that failed is not passed on as an EOF: the
+ * destination is reset instead (check_done, finish), not shut down first,
+ * since a peer that has read a FIN takes a reset as EPIPE, not a reset. */
+static void forward_eof(sk_bridge_t *br, dir_t *d) {
   side_t *s = d->dst;
   d->done = 1;
+  if (br->opts.reset && src_failed(br, d))
+    return;
   if (s->cfg.no_shutdown || !s->wsock || s->wtype == SOCK_DGRAM)
     return;
   if (s->cfg.tls)
@@ -469,7 +510,7 @@ static void do_write(sk_bridge_t *br, dir_t *d) {
   return;
 check_eof:
   if (d->src_eof && pending(d) == 0)
-    forward_eof(d);
+    forward_eof(br, d);
 }
 
 /* ---- completion ------------------------------------------------------------------------- */
@@ -479,6 +520,8 @@ check_eof:
 static void linger_fired(sk_loop_t *loop, sk_timer_t *t) {
   sk_bridge_t *br = t->data;
   dir_t *d = br->lingering;
+  if (br->draining)
+    return; /* ending already, once the reset side has its bytes */
   uint64_t quiet = sk_loop_now(loop) - d->last_read;
   if (d->done || (pending(d) == 0 && quiet >= br->linger_ms)) {
     finish(br, 0, 0, NULL);
@@ -487,21 +530,62 @@ static void linger_fired(sk_loop_t *loop, sk_timer_t *t) {
   sk_timer_start(loop, t, quiet < br->linger_ms ? br->linger_ms - quiet : br->linger_ms, 0);
 }
 
+/* Bytes written to s that its peer has not acknowledged yet (0 when it
+ * cannot tell). */
+static int unacked(const side_t *s) {
+  int n = 0;
+  if (!s->tcp || ioctl(s->cfg.wfd, SIOCOUTQ, &n) < 0)
+    return 0;
+  return n;
+}
+
+/* Ends the session with an error once `peer` (the side about to be reset)
+ * has acknowledged what was written to it: a reset throws away what the
+ * kernel still holds unsent. Bounded: SK_BRIDGE_DRAIN_MS without progress
+ * and it is reset all the same. */
+static void end_after_drain(sk_bridge_t *br, side_t *peer, int err, char side, const char *op) {
+  int left = br->opts.reset ? unacked(peer) : 0;
+  uint64_t now = sk_loop_now(br->loop);
+  if (!br->draining) {
+    br->draining = peer;
+    br->drain_left = left;
+    br->drain_progress = now;
+    br->end.err = err;
+    br->end.side = side;
+    br->end.op = op;
+  } else if (left < br->drain_left) {
+    br->drain_left = left;
+    br->drain_progress = now;
+  }
+  if (left == 0 || now - br->drain_progress >= SK_BRIDGE_DRAIN_MS) {
+    finish(br, err, side, op);
+    return;
+  }
+  if (!sk_timer_active(&br->drain_timer))
+    sk_timer_start(br->loop, &br->drain_timer, DRAIN_POLL_MS, DRAIN_POLL_MS);
+}
+
+static void drain_fired(sk_loop_t *loop, sk_timer_t *t) {
+  sk_bridge_t *br = t->data;
+  (void)loop;
+  end_after_drain(br, br->draining, br->end.err, br->end.side, br->end.op);
+}
+
 static void check_done(sk_bridge_t *br) {
-  if (br->finished)
+  if (br->finished || br->draining)
     return;
   dir_t *failed = br->ab.read_err && br->ab.done   ? &br->ab
                   : br->ba.read_err && br->ba.done ? &br->ba
                                                    : NULL;
   if (failed) {
-    finish(br, failed->read_err, failed->src->name, "read");
+    end_after_drain(br, failed->dst, failed->read_err, failed->src->name, "read");
     return;
   }
   /* A write found the peer gone: once the other direction (from that same
    * peer) has delivered all it got, end with the write's error. */
   dir_t *broken = br->ab.write_err ? &br->ab : br->ba.write_err ? &br->ba : NULL;
-  if (broken && (broken == &br->ab ? br->ba.done : br->ab.done)) {
-    finish(br, broken->write_err, broken->dst->name, "write");
+  if (broken && other_dir(br, broken)->done) {
+    end_after_drain(br, broken->src, broken->write_err, broken->dst->name, "write");
     return;
   }
   if (br->ab.done && br->ba.done) {
@@ -525,6 +609,8 @@ static void check_done(sk_bridge_t *br) {
 static void idle_fired(sk_loop_t *loop, sk_timer_t *t) {
   sk_bridge_t *br = t->data;
   uint64_t quiet = sk_loop_now(loop) - br->last_activity;
+  if (br->draining)
+    return; /* ending already; the drain has its own bound */
   if (quiet >= br->opts.idle_timeout_ms) {
     /* Lingering after one direction ended is a normal way to end, unless
      * bytes are still stuck on their way out: that is a dead peer. */
@@ -557,7 +643,7 @@ static void on_io(sk_loop_t *loop, sk_io_t *io, unsigned events) {
       do_write(br, other);
   }
   if (!br->finished && to->src_eof && !to->done && pending(to) == 0 && !dst_message(to))
-    forward_eof(to);
+    forward_eof(br, to);
   /* Decrypted bytes left in a TLS session because the buffer was full:
    * the socket will not say so, so read them now if there is room. */
   dir_t *dirs[2] = {&br->ab, &br->ba};
@@ -584,6 +670,10 @@ static void side_init(sk_bridge_t *br, side_t *s, const sk_bridge_side_t *cfg, c
   if (s->rtype == SOCK_DGRAM || s->rtype == SOCK_SEQPACKET)
     s->cfg.message = 1;
   s->msg_max = s->wsock ? sk_net_msg_max(cfg->wfd) : SK_MSG_MAX;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  s->tcp = s->wtype == SOCK_STREAM && getsockname(cfg->wfd, (struct sockaddr *)&ss, &sl) == 0 &&
+           (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
   s->rio.cb = s->wio.cb = on_io;
   s->rio.data = s->wio.data = br;
 }
@@ -631,6 +721,7 @@ int sk_bridge_start(sk_bridge_t **out, sk_loop_t *loop, const sk_bridge_side_t *
   }
   sk_timer_init(&br->idle_timer, idle_fired, br);
   sk_timer_init(&br->linger_timer, linger_fired, br);
+  sk_timer_init(&br->drain_timer, drain_fired, br);
   br->last_activity = br->ab.last_read = br->ba.last_read = sk_loop_now(loop);
   int r = side_start(br, &br->a);
   if (r == 0)
@@ -666,6 +757,7 @@ void sk_bridge_free(sk_bridge_t *br) {
   }
   sk_timer_stop(br->loop, &br->idle_timer);
   sk_timer_stop(br->loop, &br->linger_timer);
+  sk_timer_stop(br->loop, &br->drain_timer);
   unsplice(&br->ab);
   unsplice(&br->ba);
   sk_buf_free(&br->ab.buf);

@@ -20,7 +20,8 @@
 #define MAX_ADDRS 8 /* resolved addresses kept per target */
 #define ACCEPTS_PER_WAKEUP 64
 #define DGRAMS_PER_WAKEUP 64
-#define UDP_BUCKETS 1024 /* hash buckets for UDP sessions, per worker */
+#define UDP_BUCKETS 1024 /* hash buckets for UDP sessions (and their sources), per worker */
+#define FD_RETRY_MS 100  /* clients waiting for a descriptor try again this often */
 
 typedef struct instance instance_t;
 
@@ -49,20 +50,39 @@ struct session {
   sk_tls_hs_t *hs;       /* a handshake under way */
   uint64_t started;
   session_t *prev, *next;
+  /* Waiting for a descriptor to connect with (the process is out of them):
+   * since when, and the wait queue, oldest first. */
+  int parked;
+  uint64_t parked_at;
+  session_t *wprev, *wnext;
 };
 
 /* ---- udp sessions ---------------------------------------------------------------- */
 
 typedef struct usess usess_t;
+typedef struct usrc usrc_t;
+
+/* A client address (IPv6: its /64) and its sessions, for the per-source cap. */
+struct usrc {
+  sk_sockaddr_t key;
+  unsigned hash;
+  unsigned long n;
+  usess_t *head, *tail; /* its sessions, most recently used first */
+  usrc_t *hnext;        /* bucket chain */
+};
+
 struct usess {
   instance_t *inst;
   sk_sockaddr_t client;
   unsigned hash;
   int ufd, target;
+  int answered; /* the target has replied at least once */
   sk_io_t io;
   uint64_t last, started, up, down;
   usess_t *hnext;        /* bucket chain */
-  usess_t *prev, *next;  /* all sessions */
+  usess_t *prev, *next;  /* in->lru[answered], most recently used first */
+  usrc_t *src;
+  usess_t *sprev, *snext; /* src's sessions */
 };
 
 struct instance {
@@ -76,8 +96,14 @@ struct instance {
   int stopping, done, paused;
   session_t *sessions;
   unsigned long nsessions;
-  usess_t *usessions;
+  session_t *waiting, *waiting_tail; /* parked sessions, oldest first */
+  unsigned long nwaiting;
+  sk_timer_t fd_retry;
+  /* UDP sessions in two least-recently-used lists: [0] never answered by
+   * the target, [1] answered; head = most recent. */
+  usess_t *lru[2], *lru_tail[2];
   usess_t **buckets;
+  usrc_t **src_buckets;
   char *dgram_buf;
   uint64_t last_error_log;
   instance_t *next;
@@ -94,7 +120,7 @@ struct sk_relay {
   atomic_ulong next_id;
   atomic_int stopping;
   instance_t *instances;
-  _Atomic uint64_t st_total, st_active, st_up, st_down, st_fail, st_none;
+  _Atomic uint64_t st_total, st_active, st_up, st_down, st_fail, st_none, st_evicted;
 };
 
 static void instance_maybe_finish(instance_t *in);
@@ -148,8 +174,21 @@ static void log_line(instance_t *in, const char *fmt, ...) {
 
 /* ---- stream sessions ------------------------------------------------------------- */
 
+/* Errors that say the process (or the system) is short of descriptors or
+ * socket memory: our shortage, never the target's fault. */
+static int short_of_fds(int err) {
+  return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+static void pause_accepting(instance_t *in) {
+  if (!in->paused) {
+    in->paused = 1;
+    sk_io_set(in->loop, &in->lio, 0);
+  }
+}
+
 static void resume_accepting(instance_t *in) {
-  if (in->paused && !in->stopping) {
+  if (in->paused && !in->stopping && in->nwaiting == 0) {
     in->paused = 0;
     sk_io_set(in->loop, &in->lio, SK_READABLE);
   }
@@ -166,9 +205,60 @@ static void defer_free(sk_loop_t *loop, void *p) {
     free(p); /* cannot defer: nothing touches p after its callback returns */
 }
 
+static void unpark(session_t *s) {
+  instance_t *in = s->inst;
+  if (!s->parked)
+    return;
+  s->parked = 0;
+  if (s->wprev)
+    s->wprev->wnext = s->wnext;
+  else
+    in->waiting = s->wnext;
+  if (s->wnext)
+    s->wnext->wprev = s->wprev;
+  else
+    in->waiting_tail = s->wprev;
+  s->wprev = s->wnext = NULL;
+  in->nwaiting--;
+}
+
+/* The process has no descriptor to connect s with: s waits (its client
+ * stays connected), accepting pauses so that no more clients come in to
+ * wait, and s tries again when a session ends or every FD_RETRY_MS.
+ * front: s was at the head of the queue and keeps its place. */
+static void park(session_t *s, int err, int front) {
+  instance_t *in = s->inst;
+  if (!front)
+    s->parked_at = sk_loop_now(in->loop);
+  s->parked = 1;
+  if (front) {
+    s->wnext = in->waiting;
+    if (in->waiting)
+      in->waiting->wprev = s;
+    else
+      in->waiting_tail = s;
+    in->waiting = s;
+  } else {
+    s->wprev = in->waiting_tail;
+    if (in->waiting_tail)
+      in->waiting_tail->wnext = s;
+    else
+      in->waiting = s;
+    in->waiting_tail = s;
+  }
+  in->nwaiting++;
+  pause_accepting(in);
+  if (!sk_timer_active(&in->fd_retry))
+    sk_timer_start(in->loop, &in->fd_retry, FD_RETRY_MS, 0);
+  if (!front)
+    report(in, "connect: %s; clients wait (and accepting pauses) until descriptors are free",
+           sk_strerror(err));
+}
+
 /* Ends s: closes what it holds and frees it (after this round). */
 static void session_free(session_t *s) {
   instance_t *in = s->inst;
+  unpark(s);
   sk_tls_handshake_cancel(s->hs);
   if (!s->br) { /* else the bridge owns them */
     sk_tls_free(s->ctls);
@@ -193,6 +283,9 @@ static void session_free(session_t *s) {
   in->nsessions--;
   atomic_fetch_sub(&in->r->st_active, 1);
   defer_free(in->loop, s);
+  /* Descriptors were freed: a waiting client goes first, on the next round. */
+  if (in->nwaiting && !in->stopping)
+    sk_timer_start(in->loop, &in->fd_retry, 0, 0);
   resume_accepting(in);
   instance_maybe_finish(in);
 }
@@ -238,6 +331,7 @@ static void connected(session_t *s) {
   sk_bridge_opts_t bo = {.limit = r->o.buffer,
                          .idle_timeout_ms = r->o.idle_timeout_ms,
                          .splice = 1,
+                         .reset = 1,
                          .tap = r->o.tap ? session_tap : NULL,
                          .tap_data = s};
   int rc = sk_bridge_start(&s->br, in->loop, &a, &b, &bo, session_done, s);
@@ -259,6 +353,12 @@ static void connect_failed(session_t *s, int err) {
   s->ttls = NULL;
   close(s->tfd);
   s->tfd = -1;
+  if (short_of_fds(err)) { /* ours, not the target's: try it again later */
+    s->tried &= ~(1u << s->target);
+    s->target = -1;
+    park(s, err, 0);
+    return;
+  }
   if (s->addr_i + 1 < r->targets[s->target].naddrs) {
     s->addr_i++;
   } else {
@@ -356,6 +456,12 @@ static void try_connect(session_t *s) {
                      0);
       return;
     }
+    if (short_of_fds(fd)) {
+      s->tried &= ~(1u << s->target);
+      s->target = -1;
+      park(s, fd, 0);
+      return;
+    }
     if (s->addr_i + 1 < t->naddrs) {
       s->addr_i++;
       continue;
@@ -393,14 +499,48 @@ static void client_tls_start(session_t *s) {
   }
 }
 
+/* Clients waiting for a descriptor: those that waited longer than the
+ * connect timeout are closed; the others try again, oldest first, until
+ * one finds the process still short. Accepting resumes once none waits. */
+static void on_fd_retry(sk_loop_t *loop, sk_timer_t *t) {
+  instance_t *in = t->data;
+  sk_relay_t *r = in->r;
+  uint64_t now = sk_loop_now(loop);
+  uint64_t limit = r->o.connect_timeout_ms ? r->o.connect_timeout_ms : SK_RELAY_CONNECT_TIMEOUT_MS;
+  while (in->waiting && now - in->waiting->parked_at >= limit) {
+    session_t *s = in->waiting;
+    char peer[SK_ENDPOINT_STRLEN];
+    log_line(in, "#%lu %s: no descriptor free for a connection to a target in %llu ms; client "
+                 "closed", s->id, sk_sockaddr_format(&s->peer, peer, sizeof peer),
+             (unsigned long long)limit);
+    session_free(s);
+  }
+  while (in->waiting) {
+    session_t *s = in->waiting;
+    uint64_t since = s->parked_at;
+    unpark(s);
+    try_connect(s);
+    if (s->parked) {
+      /* Still short: it went to the back; put it back in front. */
+      unpark(s);
+      s->parked_at = since;
+      park(s, 0, 1);
+      break;
+    }
+  }
+  if (in->waiting)
+    sk_timer_start(loop, &in->fd_retry, FD_RETRY_MS, 0);
+  resume_accepting(in);
+}
+
 static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   instance_t *in = io->data;
   sk_relay_t *r = in->r;
   (void)ev;
+  (void)io;
   for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-    if (r->o.max_conns && in->nsessions >= r->o.max_conns) {
-      in->paused = 1;
-      sk_io_set(loop, io, 0);
+    if ((r->o.max_conns && in->nsessions >= r->o.max_conns) || in->nwaiting) {
+      pause_accepting(in);
       return;
     }
     sk_sockaddr_t peer;
@@ -460,6 +600,131 @@ static int addr_equal(const sk_sockaddr_t *a, const sk_sockaddr_t *b) {
   return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+/* ---- udp: recency lists and sources ---- */
+
+static void lru_unlink(instance_t *in, usess_t *u) {
+  int l = u->answered;
+  if (u->prev)
+    u->prev->next = u->next;
+  else
+    in->lru[l] = u->next;
+  if (u->next)
+    u->next->prev = u->prev;
+  else
+    in->lru_tail[l] = u->prev;
+  u->prev = u->next = NULL;
+}
+
+static void lru_push(instance_t *in, usess_t *u) {
+  int l = u->answered;
+  u->next = in->lru[l];
+  if (in->lru[l])
+    in->lru[l]->prev = u;
+  else
+    in->lru_tail[l] = u;
+  in->lru[l] = u;
+}
+
+static void src_unlink(usess_t *u) {
+  usrc_t *src = u->src;
+  if (u->sprev)
+    u->sprev->snext = u->snext;
+  else
+    src->head = u->snext;
+  if (u->snext)
+    u->snext->sprev = u->sprev;
+  else
+    src->tail = u->sprev;
+  u->sprev = u->snext = NULL;
+}
+
+static void src_push(usess_t *u) {
+  usrc_t *src = u->src;
+  u->snext = src->head;
+  if (src->head)
+    src->head->sprev = u;
+  else
+    src->tail = u;
+  src->head = u;
+}
+
+/* u was just used (a datagram either way): it becomes the most recent. */
+static void usess_touch(usess_t *u, uint64_t now) {
+  instance_t *in = u->inst;
+  u->last = now;
+  lru_unlink(in, u);
+  lru_push(in, u);
+  src_unlink(u);
+  src_push(u);
+}
+
+/* What the per-source cap counts by: the address without the port; for
+ * IPv6 its /64 (one subscriber's usual share), except IPv4-mapped ones. */
+static void source_key(const sk_sockaddr_t *a, sk_sockaddr_t *key) {
+  memset(key, 0, sizeof *key);
+  key->ss.ss_family = a->ss.ss_family;
+  if (a->ss.ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a->ss;
+    ((struct sockaddr_in *)&key->ss)->sin_addr = v4->sin_addr;
+    key->len = sizeof(struct sockaddr_in);
+  } else if (a->ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&a->ss;
+    struct in6_addr *k = &((struct sockaddr_in6 *)&key->ss)->sin6_addr;
+    memcpy(k, &v6->sin6_addr, IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) ? 16 : 8);
+    key->len = sizeof(struct sockaddr_in6);
+  } else {
+    *key = *a;
+  }
+}
+
+/* The source record of client's address, or NULL; with create, made when
+ * missing (NULL only when out of memory). */
+static usrc_t *source_of(instance_t *in, const sk_sockaddr_t *client, int create) {
+  sk_sockaddr_t key;
+  source_key(client, &key);
+  unsigned h = addr_hash(&key);
+  usrc_t *src = in->src_buckets[h % UDP_BUCKETS];
+  while (src && !addr_equal(&src->key, &key))
+    src = src->hnext;
+  if (src || !create)
+    return src;
+  if (!(src = calloc(1, sizeof *src)))
+    return NULL;
+  src->key = key;
+  src->hash = h;
+  src->hnext = in->src_buckets[h % UDP_BUCKETS];
+  in->src_buckets[h % UDP_BUCKETS] = src;
+  return src;
+}
+
+static void source_release(instance_t *in, usrc_t *src) {
+  if (--src->n > 0)
+    return;
+  usrc_t **pp = &in->src_buckets[src->hash % UDP_BUCKETS];
+  while (*pp != src)
+    pp = &(*pp)->hnext;
+  *pp = src->hnext;
+  free(src);
+}
+
+/* The session to give up for a new one: the least recently used of those
+ * the target never answered (a flood of new source ports rarely gets
+ * answers), else the least recently used of all. */
+static usess_t *table_victim(instance_t *in) {
+  return in->lru_tail[0] ? in->lru_tail[0] : in->lru_tail[1];
+}
+
+static usess_t *source_victim(usrc_t *src) {
+  for (usess_t *u = src->tail; u; u = u->sprev)
+    if (!u->answered)
+      return u;
+  return src->tail;
+}
+
+/* ---- udp sessions ---- */
+
+/* Ends u. why goes into its log line; NULL: no line (evictions, which a
+ * flood makes by the thousand, are counted and reported once a second). */
 static void usess_free(usess_t *u, const char *why) {
   instance_t *in = u->inst;
   sk_relay_t *r = in->r;
@@ -467,25 +732,30 @@ static void usess_free(usess_t *u, const char *why) {
   while (*pp != u)
     pp = &(*pp)->hnext;
   *pp = u->hnext;
-  if (u->prev)
-    u->prev->next = u->next;
-  else
-    in->usessions = u->next;
-  if (u->next)
-    u->next->prev = u->prev;
+  lru_unlink(in, u);
+  src_unlink(u);
+  source_release(in, u->src);
   in->nsessions--;
   atomic_fetch_sub(&r->st_active, 1);
   atomic_fetch_add(&r->st_up, u->up);
   atomic_fetch_add(&r->st_down, u->down);
   char peer[SK_ENDPOINT_STRLEN];
-  log_line(in, "udp %s -> %s up=%llu down=%llu bytes %.3f s (%s)",
-           sk_sockaddr_format(&u->client, peer, sizeof peer), r->targets[u->target].name,
-           (unsigned long long)u->up, (unsigned long long)u->down,
-           (double)(sk_loop_now(in->loop) - u->started) / 1000.0, why);
+  if (why)
+    log_line(in, "udp %s -> %s up=%llu down=%llu bytes %.3f s (%s)",
+             sk_sockaddr_format(&u->client, peer, sizeof peer), r->targets[u->target].name,
+             (unsigned long long)u->up, (unsigned long long)u->down,
+             (double)(sk_loop_now(in->loop) - u->started) / 1000.0, why);
   sk_io_stop(in->loop, &u->io);
   close(u->ufd);
   defer_free(in->loop, u);
   instance_maybe_finish(in);
+}
+
+static void usess_evict(usess_t *u, const char *why) {
+  instance_t *in = u->inst;
+  atomic_fetch_add(&in->r->st_evicted, 1);
+  report(in, "udp: %s: least recently used sessions evicted", why);
+  usess_free(u, NULL);
 }
 
 /* Replies from the target go back to the client this session stands for. */
@@ -502,7 +772,12 @@ static void on_upstream(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
       }
       return;
     }
-    u->last = sk_loop_now(loop);
+    if (!u->answered) {
+      lru_unlink(in, u);
+      u->answered = 1;
+      lru_push(in, u);
+    }
+    usess_touch(u, sk_loop_now(loop));
     u->down += (uint64_t)n;
     if (in->r->o.tap)
       in->r->o.tap(in->r->o.ctx, 0, '<', u->down - (uint64_t)n, in->dgram_buf, (size_t)n);
@@ -511,52 +786,80 @@ static void on_upstream(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   }
 }
 
+/* An upstream socket to a target for a new session. Returns its fd and
+ * target in *t, or -1 (datagram dropped). When the process is out of
+ * descriptors, one least recently used session makes room: a shortage of
+ * ours never marks a target down. */
+static int upstream_open(instance_t *in, int *t) {
+  sk_relay_t *r = in->r;
+  unsigned tried = 0;
+  int evicted = 0;
+  for (;;) {
+    if ((*t = pick_target(in, tried)) < 0) {
+      atomic_fetch_add(&r->st_none, 1);
+      report(in, "udp: no target available: datagram dropped");
+      return -1;
+    }
+    int fd = sk_net_connect_start(&r->targets[*t].addrs[0], SOCK_DGRAM, &r->so);
+    if (fd >= 0)
+      return fd;
+    if (short_of_fds(fd)) {
+      if (evicted || !table_victim(in)) {
+        report(in, "udp: %s: datagram from a new client dropped", sk_strerror(fd));
+        return -1;
+      }
+      usess_evict(table_victim(in), "out of descriptors");
+      evicted = 1;
+      continue;
+    }
+    tried |= 1u << *t;
+    mark_down(in, *t);
+  }
+}
+
+/* A session for a new client. A full table, or a source address at its
+ * cap, gives up its least recently used session first (one the target
+ * never answered, if any), so a flood of new source ports cannot lock
+ * real clients out for the idle timeout. */
 static usess_t *usess_new(instance_t *in, const sk_sockaddr_t *client, unsigned h) {
   sk_relay_t *r = in->r;
   unsigned long limit = r->o.max_conns ? r->o.max_conns : SK_RELAY_UDP_MAX_SESSIONS;
-  if (in->nsessions >= limit) {
-    report(in, "udp: %lu sessions, the limit: datagram from a new client dropped", limit);
+  unsigned long per_source =
+      r->o.max_per_source ? r->o.max_per_source : SK_RELAY_UDP_MAX_PER_SOURCE;
+  usrc_t *src = source_of(in, client, 0);
+  if (src && src->n >= per_source)
+    usess_evict(source_victim(src), "sessions of one address at --max-per-source");
+  if (in->nsessions >= limit && table_victim(in))
+    usess_evict(table_victim(in), "session table full");
+  int t, fd = upstream_open(in, &t);
+  if (fd < 0)
+    return NULL;
+  usess_t *u = calloc(1, sizeof *u);
+  if (!u || !(src = source_of(in, client, 1))) {
+    free(u);
+    close(fd);
+    report(in, "udp: out of memory: datagram dropped");
     return NULL;
   }
-  unsigned tried = 0;
-  for (;;) {
-    int t = pick_target(in, tried);
-    if (t < 0) {
-      atomic_fetch_add(&r->st_none, 1);
-      report(in, "udp: no target available: datagram dropped");
-      return NULL;
-    }
-    tried |= 1u << t;
-    int fd = sk_net_connect_start(&r->targets[t].addrs[0], SOCK_DGRAM, &r->so);
-    if (fd < 0) {
-      mark_down(in, t);
-      continue;
-    }
-    usess_t *u = calloc(1, sizeof *u);
-    if (!u) {
-      close(fd);
-      return NULL;
-    }
-    u->inst = in;
-    u->client = *client;
-    u->hash = h;
-    u->ufd = fd;
-    u->target = t;
-    u->started = u->last = sk_loop_now(in->loop);
-    u->io.cb = on_upstream;
-    u->io.data = u;
-    sk_io_start(in->loop, &u->io, fd, SK_READABLE);
-    u->hnext = in->buckets[h % UDP_BUCKETS];
-    in->buckets[h % UDP_BUCKETS] = u;
-    u->next = in->usessions;
-    if (in->usessions)
-      in->usessions->prev = u;
-    in->usessions = u;
-    in->nsessions++;
-    atomic_fetch_add(&r->st_total, 1);
-    atomic_fetch_add(&r->st_active, 1);
-    return u;
-  }
+  u->inst = in;
+  u->client = *client;
+  u->hash = h;
+  u->ufd = fd;
+  u->target = t;
+  u->src = src;
+  src->n++;
+  u->started = u->last = sk_loop_now(in->loop);
+  u->io.cb = on_upstream;
+  u->io.data = u;
+  sk_io_start(in->loop, &u->io, fd, SK_READABLE);
+  u->hnext = in->buckets[h % UDP_BUCKETS];
+  in->buckets[h % UDP_BUCKETS] = u;
+  lru_push(in, u);
+  src_push(u);
+  in->nsessions++;
+  atomic_fetch_add(&r->st_total, 1);
+  atomic_fetch_add(&r->st_active, 1);
+  return u;
 }
 
 static void on_client_dgram(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
@@ -581,7 +884,7 @@ static void on_client_dgram(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
       u = u->hnext;
     if (!u && !(u = usess_new(in, &peer, h)))
       continue;
-    u->last = sk_loop_now(loop);
+    usess_touch(u, sk_loop_now(loop));
     u->up += (uint64_t)n;
     if (r->o.tap)
       r->o.tap(r->o.ctx, 0, '>', u->up - (uint64_t)n, in->dgram_buf, (size_t)n);
@@ -598,12 +901,10 @@ static void on_udp_sweep(sk_loop_t *loop, sk_timer_t *t) {
   sk_relay_t *r = in->r;
   uint64_t timeout = r->o.idle_timeout_ms ? r->o.idle_timeout_ms : SK_RELAY_UDP_TIMEOUT_MS;
   uint64_t now = sk_loop_now(loop);
-  usess_t *next;
-  for (usess_t *u = in->usessions; u; u = next) {
-    next = u->next;
-    if (now - u->last >= timeout)
-      usess_free(u, "expired");
-  }
+  /* Oldest first: the walk stops at the first session still in use. */
+  for (int l = 0; l < 2; l++)
+    while (in->lru_tail[l] && now - in->lru_tail[l]->last >= timeout)
+      usess_free(in->lru_tail[l], "expired");
 }
 
 /* ---- stop ------------------------------------------------------------------------------ */
@@ -614,6 +915,7 @@ static void instance_maybe_finish(instance_t *in) {
   in->done = 1;
   sk_timer_stop(in->loop, &in->grace);
   sk_timer_stop(in->loop, &in->sweep);
+  sk_timer_stop(in->loop, &in->fd_retry);
   sk_io_stop(in->loop, &in->wake_io);
 }
 
@@ -622,8 +924,9 @@ static void on_grace(sk_loop_t *loop, sk_timer_t *t) {
   (void)loop;
   while (in->sessions)
     session_free(in->sessions);
-  while (in->usessions)
-    usess_free(in->usessions, "relay stopping");
+  for (int l = 0; l < 2; l++)
+    while (in->lru[l])
+      usess_free(in->lru[l], "relay stopping");
   instance_maybe_finish(in);
 }
 
@@ -742,8 +1045,9 @@ int sk_relay_attach(sk_relay_t *r, sk_loop_t *loop) {
   }
   if (r->udp) {
     in->buckets = calloc(UDP_BUCKETS, sizeof *in->buckets);
+    in->src_buckets = calloc(UDP_BUCKETS, sizeof *in->src_buckets);
     in->dgram_buf = malloc(SK_MSG_MAX);
-    if (!in->buckets || !in->dgram_buf) {
+    if (!in->buckets || !in->src_buckets || !in->dgram_buf) {
       rc = -ENOMEM;
       goto fail;
     }
@@ -754,6 +1058,7 @@ int sk_relay_attach(sk_relay_t *r, sk_loop_t *loop) {
   in->wake_io.data = in;
   sk_timer_init(&in->grace, on_grace, in);
   sk_timer_init(&in->sweep, on_udp_sweep, in);
+  sk_timer_init(&in->fd_retry, on_fd_retry, in);
   if ((rc = sk_io_start(loop, &in->lio, in->lfd, SK_READABLE)) < 0 ||
       (rc = sk_io_start(loop, &in->wake_io, in->wake_fd, SK_READABLE)) < 0)
     goto fail;
@@ -775,6 +1080,7 @@ fail:
   if (in->wake_fd >= 0)
     close(in->wake_fd);
   free(in->buckets);
+  free(in->src_buckets);
   free(in->dgram_buf);
   free(in);
   return rc;
@@ -788,6 +1094,7 @@ void sk_relay_stats(const sk_relay_t *r, sk_relay_stats_t *st) {
   st->bytes_down = atomic_load(&m->st_down);
   st->connect_failures = atomic_load(&m->st_fail);
   st->no_target = atomic_load(&m->st_none);
+  st->udp_evicted = atomic_load(&m->st_evicted);
 }
 
 void sk_relay_targets_text(const sk_relay_t *r, char *buf, size_t len) {
@@ -822,12 +1129,20 @@ void sk_relay_free(sk_relay_t *r) {
         close(s->tfd);
       free(s);
     }
-    while (in->usessions) {
-      usess_t *u = in->usessions;
-      in->usessions = u->next;
-      close(u->ufd);
-      free(u);
-    }
+    for (int l = 0; l < 2; l++)
+      while (in->lru[l]) {
+        usess_t *u = in->lru[l];
+        in->lru[l] = u->next;
+        close(u->ufd);
+        free(u);
+      }
+    for (int b = 0; in->src_buckets && b < UDP_BUCKETS; b++)
+      while (in->src_buckets[b]) {
+        usrc_t *src = in->src_buckets[b];
+        in->src_buckets[b] = src->hnext;
+        free(src);
+      }
+    free(in->src_buckets);
     if (in->own_lfd)
       close(in->lfd);
     close(in->wake_fd);
