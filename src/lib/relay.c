@@ -1033,7 +1033,7 @@ int sk_relay_attach(sk_relay_t *r, sk_loop_t *loop) {
     rc = sk__neg_errno();
     goto fail;
   }
-  if (r->instances && r->so.reuseport &&
+  if (r->instances && r->so.reuseport && !r->l.inherited &&
       (r->l.ep.kind == SK_EP_TCP || r->l.ep.kind == SK_EP_UDP)) {
     sk_endpoint_t ep = r->l.ep;
     ep.port = (uint16_t)sk_sockaddr_port(&r->l.bound);

@@ -964,10 +964,11 @@ int sk_server_attach(sk_server_t *s, sk_loop_t *loop) {
     l->dgram = sk_endpoint_socktype(&base->ep) == SOCK_DGRAM;
     l->message = base->ep.kind == SK_EP_UNIX_SEQPACKET;
     l->tls = s->ltls[i];
-    if (!first && s->lopts[i].reuseport &&
+    if (!first && s->lopts[i].reuseport && !base->inherited &&
         (base->ep.kind == SK_EP_TCP || base->ep.kind == SK_EP_UDP)) {
       /* Each worker its own socket on the same address: the kernel spreads
-       * connections (and datagrams) across them. */
+       * connections (and datagrams) across them. A socket passed by systemd
+       * is shared instead: its address is held without SO_REUSEPORT. */
       sk_endpoint_t ep = base->ep;
       ep.port = (uint16_t)sk_sockaddr_port(&base->bound);
       sk_listener_t mine;

@@ -64,6 +64,22 @@ def test_tcp_socket_is_taken_over(run):
     assert b"Address already in use" not in p.err.value()
 
 
+def test_workers_share_the_passed_socket(run):
+    port = free_port()
+    activated(run, [f"127.0.0.1:{port}"], "serve", "--workers", "2", "echo",
+              f"tcp://127.0.0.1:{port}")
+    socks = [connect_retry(("127.0.0.1", port)) for _ in range(8)]
+    for i, s in enumerate(socks):
+        s.sendall(b"w%d\n" % i)
+        expect_recv(s, b"w%d\n" % i)
+        s.close()
+    port = free_port()
+    activated(run, [f"127.0.0.1:{port}"], "relay", "--workers", "2",
+              f"tcp://127.0.0.1:{port}", "tcp://127.0.0.1:1")
+    s = connect_retry(("127.0.0.1", port))   # the relay took the socket: no bind error
+    s.close()
+
+
 def test_unix_socket_is_taken_over_and_left_in_place(run, tmp_path):
     path = str(tmp_path / "echo.sock")
     p = activated(run, [path], "serve", "echo", f"unix:{path}")
