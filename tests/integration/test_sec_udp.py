@@ -185,7 +185,8 @@ def test_classic_loop_ports_get_no_answer(run, netns, sport):
     p.err.wait_for(rb"1 that could start a reply loop \(last from 127\.0\.0\.1:%d\)" % sport)
 
 
-def test_wildcard_bind_refuses_own_address_and_port(run, netns):
+@pytest.mark.parametrize("bind", ["udp://0.0.0.0:0", "udp://:0"])  # IPv4; dual-stack IPv6
+def test_wildcard_bind_refuses_own_address_and_port(run, netns, bind):
     """Bound to every address: a datagram from our port at the address it
     was sent to (a non-loopback address of the namespace) is ours."""
     subprocess.run(["ip", "-n", netns.name, "link", "add", "d0", "type", "veth", "peer", "name",
@@ -193,8 +194,8 @@ def test_wildcard_bind_refuses_own_address_and_port(run, netns):
     subprocess.run(["ip", "-n", netns.name, "addr", "add", "10.77.0.1/24", "dev", "d0"],
                    check=True)
     subprocess.run(["ip", "-n", netns.name, "link", "set", "d0", "up"], check=True)
-    p, t = serve_in(netns, run, "echo", "udp://0.0.0.0:0")
-    _, port = inet(t["echo"][0])
+    p, t = serve_in(netns, run, "echo", bind)
+    port = int(t["echo"][0].rsplit(":", 1)[1])
     raw = netns.inside(raw_sender)
     raw.sendto(spoofed_udp(("10.77.0.1", port), ("10.77.0.1", port), b"x"), ("10.77.0.1", 0))
     raw.close()
