@@ -45,6 +45,12 @@ typedef struct sk_conn sk_conn_t;
 #define SK_SERVER_IN_LIMIT (64u * 1024u)   /* default input buffer per connection */
 #define SK_SERVER_OUT_LIMIT (256u * 1024u) /* default output queue per connection */
 #define SK_SERVER_GRACE_MS 2000            /* default grace period at shutdown */
+/* Datagram listeners: each source address (an IPv4 address, an IPv6 /64)
+ * is served at most this many datagrams a second, in bursts of at most
+ * SK_SERVER_DGRAM_BURST; the rest are dropped unanswered. */
+#define SK_SERVER_DGRAM_RATE 50
+#define SK_SERVER_DGRAM_BURST 20
+#define SK_SERVER_DGRAM_UNLIMITED (~0u) /* dgram_rate: no per-source budget */
 
 /* Why a connection closed (the `reason` of on_close). */
 #define SK_CLOSE_NORMAL 0       /* the handler or the peer ended it cleanly */
@@ -76,7 +82,8 @@ typedef struct {
    * Called once for every connection on_open was called for (a refused
    * one included); never for a TLS client whose handshake failed. */
   void (*on_close)(sk_conn_t *c, int reason);
-  /* Datagram kinds: one call per datagram. */
+  /* Datagram kinds: one call per datagram, except those the framework
+   * drops first (opts.dgram_rate: loops and the per-source budget). */
   void (*on_datagram)(sk_server_t *s, const sk_datagram_t *dg);
 } sk_handler_t;
 
@@ -99,6 +106,15 @@ typedef struct {
   /* TLS listeners: how long a client has to complete its handshake;
    * 0 = SK_TLS_HANDSHAKE_TIMEOUT_MS. */
   uint64_t tls_timeout_ms;
+  /* Datagram listeners (udp): datagrams a second each source address may
+   * have served, and the burst; 0 = SK_SERVER_DGRAM_RATE / _BURST, rate
+   * SK_SERVER_DGRAM_UNLIMITED = no budget. Whatever the budget, a datagram
+   * from the receiving socket's own address and port, from source port 0,
+   * or from the port of a service that answers everything (7, 11, 13, 17,
+   * 19, 37, 123) never reaches on_datagram: answering it could start a
+   * reply loop. Dropped datagrams are counted and reported through
+   * on_error, one line a second at most. */
+  unsigned dgram_rate, dgram_burst;
 } sk_server_opts_t;
 
 /* Creates a server (not listening yet). opts is copied. Returns 0 or -ENOMEM. */
@@ -136,6 +152,12 @@ SK_API void sk_server_stop(sk_server_t *s);
 SK_API int sk_server_stopped(const sk_server_t *s);
 /* Frees the server: call after the loops it was attached to have ended. */
 SK_API void sk_server_free(sk_server_t *s);
+
+/* Reports a problem through opts.on_error, at most one line a second per
+ * server (from any thread): for handlers that drop a datagram and want it
+ * known without saying so to the sender. */
+SK_API void sk_server_report(sk_server_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Sends a reply to a datagram's peer (whole, or not at all). Returns 0 or
  * a negative errno (-EAGAIN when the socket buffer is full: dropped). */

@@ -39,6 +39,9 @@ static const char usage[] =
     "  --max-conns N         at most N connections per service and worker\n"
     "  --idle-timeout SECS   close connections idle this long\n"
     "  --grace SECS          at SIGINT/SIGTERM, live connections get SECS (default 2)\n"
+    "  --dgram-rate N        udp: answer each source address at most N datagrams a\n"
+    "                        second (default 50; 0 = no limit); the rest are dropped\n"
+    "  --dgram-burst N       udp: ... in bursts of at most N (default 20)\n"
     "  -v, --verbose         one log line per connection on stderr\n"
     "  -h, --help            this help\n"
     "\n" CLI_TLS_SERVER_HELP
@@ -66,6 +69,7 @@ typedef struct {
   int nrelays;
   unsigned long max_conns;
   uint64_t idle_ms, grace_ms;
+  unsigned dgram_rate, dgram_burst; /* 0: the library's defaults */
   int verbose;
   sk_loop_t *main_loop;
   cli_tls_t tls;         /* the TLS flags, for every tls:// endpoint */
@@ -115,7 +119,9 @@ static int ensure_server(serve_t *sv, hosted_t *h) {
                         .grace_ms = sv->grace_ms,
                         .on_error = error_line,
                         .on_log = sv->verbose ? log_line : NULL,
-                        .tls_timeout_ms = sv->tls.handshake_ms};
+                        .tls_timeout_ms = sv->tls.handshake_ms,
+                        .dgram_rate = sv->dgram_rate,
+                        .dgram_burst = sv->dgram_burst};
   int r = sk_server_new(&h->srv, &o);
   if (r < 0)
     cli_error("%s: %s", h->svc->name, sk_strerror(r));
@@ -363,7 +369,8 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-enum { OPT_CONFIG = 256, OPT_WORKERS, OPT_MAX_CONNS, OPT_IDLE, OPT_GRACE };
+enum { OPT_CONFIG = 256, OPT_WORKERS, OPT_MAX_CONNS, OPT_IDLE, OPT_GRACE, OPT_DGRAM_RATE,
+       OPT_DGRAM_BURST };
 
 static int run(int argc, char **argv) {
   static const struct option longopts[] = {{"config", required_argument, 0, OPT_CONFIG},
@@ -371,6 +378,8 @@ static int run(int argc, char **argv) {
                                            {"max-conns", required_argument, 0, OPT_MAX_CONNS},
                                            {"idle-timeout", required_argument, 0, OPT_IDLE},
                                            {"grace", required_argument, 0, OPT_GRACE},
+                                           {"dgram-rate", required_argument, 0, OPT_DGRAM_RATE},
+                                           {"dgram-burst", required_argument, 0, OPT_DGRAM_BURST},
                                            {"verbose", no_argument, 0, 'v'},
                                            CLI_TLS_LONGOPTS,
                                            {0, 0, 0, 0}};
@@ -403,6 +412,18 @@ static int run(int argc, char **argv) {
       if (sv.grace_ms == 0)
         sv.grace_ms = 1;
       break;
+    case OPT_DGRAM_RATE:
+    case OPT_DGRAM_BURST: {
+      unsigned long v;
+      if (cli_parse_uint(optarg, 1000000, &v) < 0 || (c == OPT_DGRAM_BURST && v == 0))
+        return cli_usage_error("serve", "bad --%s '%s'", c == OPT_DGRAM_RATE ? "dgram-rate"
+                               : "dgram-burst", optarg);
+      if (c == OPT_DGRAM_BURST)
+        sv.dgram_burst = (unsigned)v;
+      else
+        sv.dgram_rate = v ? (unsigned)v : SK_SERVER_DGRAM_UNLIMITED;
+      break;
+    }
     case 'v': sv.verbose = 1; break;
     default:
       if (c >= CLI_TLS_CA && c <= CLI_TLS_TIMEOUT) {

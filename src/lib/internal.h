@@ -26,6 +26,36 @@ uint64_t sk__now_ms(void);
 void sk__report_limited(uint64_t *last, uint64_t now, void (*cb)(void *ctx, const char *msg),
                         void *ctx, const char *fmt, va_list ap);
 
+/* ---- datagram services: no reply loops, a reply budget per source (dgram_guard.c) ---- */
+
+/* 1 if a datagram from source port `port` must not be answered: 0 (no
+ * port) or a service that answers everything (7 echo, 11 systat, 13
+ * daytime, 17 qotd, 19 chargen, 37 time, 123 NTP). */
+int sk__dgram_loop_port(unsigned port);
+/* 1 if a datagram from peer came from our own socket's address and port:
+ * own is what getsockname gives for the receiving socket; dst, when known
+ * (IP_PKTINFO, for a wildcard bind), the address the datagram was sent to.
+ * Our port from a loopback address, from our bound address or from the
+ * datagram's own destination counts as ours. 0 for non-IP families. */
+int sk__dgram_from_self(const sk_sockaddr_t *own, const sk_sockaddr_t *peer,
+                        const sk_sockaddr_t *dst);
+/* The budget key of a source: its IPv4 address (as v4-mapped) or its IPv6
+ * /64. Returns 1, or 0 for other families (unix sockets: no budget). */
+int sk__dgram_source_key(const sk_sockaddr_t *sa, uint8_t key[16]);
+
+/* Per-source reply budget: a token bucket (as GCRA) per source in a table
+ * of SK_DGRAM_BUDGET_SLOTS slots, two hashed candidates each with a secret
+ * seed. Fixed size whatever the number of sources. */
+#define SK_DGRAM_BUDGET_SLOTS 1024
+typedef struct sk__dgram_budget sk__dgram_budget_t;
+/* rate datagrams a second per source in bursts of up to burst (0 counts as
+ * 1). Returns 0 with *out set, or -ENOMEM. */
+int sk__dgram_budget_new(sk__dgram_budget_t **out, unsigned rate, unsigned burst);
+void sk__dgram_budget_free(sk__dgram_budget_t *b);
+/* Charges one datagram to key at now_ms (monotonic): 1 if within budget,
+ * 0 if it must be dropped. */
+int sk__dgram_budget_take(sk__dgram_budget_t *b, const uint8_t key[16], uint64_t now_ms);
+
 /* Gives an empty buffer without storage a first allocation sized for len
  * bytes (a power of two from 256, within the limit) instead of
  * SK_BUF_MIN_ALLOC: a connection's short reply costs a short allocation.

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -82,6 +83,8 @@ typedef struct {
   int fd;
   int own;   /* this instance's own SO_REUSEPORT socket: close it at stop */
   int dgram;
+  sk_sockaddr_t self; /* datagram listeners: the socket's own address (getsockname) */
+  int pktinfo;       /* a wildcard datagram socket: destinations come with each datagram */
   int message;      /* unix-seqpacket */
   sk_tls_ctx_t *tls; /* a TLS listener's context (the server's, borrowed) */
 } inst_listener_t;
@@ -100,6 +103,12 @@ struct instance {
   int stopping, done;
   uint64_t last_error_log;
   char *dgram_buf;
+  /* Datagrams dropped unanswered since the last report, and the last
+   * source of each kind: reported at most once a second. */
+  sk__dgram_budget_t *budget; /* NULL: no per-source budget */
+  uint64_t last_drop_log;
+  unsigned long drop_loop, drop_budget;
+  sk_sockaddr_t drop_loop_from, drop_budget_from;
   /* Input is read here when a connection holds none, so a connection whose
    * handler takes every byte keeps no input storage of its own; only what
    * the handler leaves is copied to the connection's buffer. */
@@ -122,6 +131,7 @@ struct sk_server {
   instance_t *instances;
   atomic_int stopping;
   atomic_int live;
+  _Atomic uint64_t last_report; /* sk_server_report, monotonic ms */
 };
 
 static void conn_update(sk_conn_t *c);
@@ -753,6 +763,78 @@ static void on_accept(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   }
 }
 
+/* ---- datagrams ------------------------------------------------------------------------- */
+
+/* Reports the datagrams dropped since the last report, if any and if the
+ * last one went out a second ago or more (force: from the sweep, which
+ * runs once a second, so counts never wait for the next drop). */
+static void report_drops(instance_t *in, int force) {
+  uint64_t now = sk_loop_now(in->loop);
+  if (!in->drop_loop && !in->drop_budget)
+    return;
+  if (!force && in->last_drop_log && now - in->last_drop_log < 1000)
+    return;
+  sk_server_t *s = in->srv;
+  char a[SK_ENDPOINT_STRLEN], b[SK_ENDPOINT_STRLEN];
+  in->last_drop_log = now;
+  if (s->o.on_error) {
+    char msg[SK_ERRLEN];
+    unsigned rate = s->o.dgram_rate ? s->o.dgram_rate : SK_SERVER_DGRAM_RATE;
+    snprintf(msg, sizeof msg,
+             "datagrams dropped unanswered: %lu over the budget of %u a second per source "
+             "(last from %s), %lu that could start a reply loop (last from %s)",
+             in->drop_budget, rate,
+             in->drop_budget ? sk_sockaddr_format(&in->drop_budget_from, a, sizeof a) : "-",
+             in->drop_loop, in->drop_loop ? sk_sockaddr_format(&in->drop_loop_from, b, sizeof b)
+                                          : "-");
+    s->o.on_error(s->o.ctx, msg);
+  }
+  in->drop_loop = in->drop_budget = 0;
+}
+
+/* 1 if the datagram from peer may go to the handler; else counts it. dst
+ * is the address it was sent to, when the socket reports it. */
+static int dgram_admit(instance_t *in, const inst_listener_t *l, const sk_sockaddr_t *peer,
+                       const sk_sockaddr_t *dst) {
+  int fam = peer->ss.ss_family;
+  if ((fam == AF_INET || fam == AF_INET6) &&
+      (sk__dgram_loop_port((unsigned)sk_sockaddr_port(peer)) ||
+       sk__dgram_from_self(&l->self, peer, dst))) {
+    in->drop_loop++;
+    in->drop_loop_from = *peer;
+    report_drops(in, 0);
+    return 0;
+  }
+  uint8_t key[16];
+  if (in->budget && sk__dgram_source_key(peer, key) &&
+      !sk__dgram_budget_take(in->budget, key, sk_loop_now(in->loop))) {
+    in->drop_budget++;
+    in->drop_budget_from = *peer;
+    report_drops(in, 0);
+    return 0;
+  }
+  return 1;
+}
+
+/* The destination address of a datagram from its IP_PKTINFO or
+ * IPV6_PKTINFO control message into dst (dst->len 0 when there is none). */
+static void dgram_destination(struct msghdr *mh, sk_sockaddr_t *dst) {
+  dst->len = 0;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+    if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+      struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr = pi.ipi_addr};
+      memcpy(&dst->ss, &sin, dst->len = sizeof sin);
+    } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+      struct in6_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+      struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_addr = pi.ipi6_addr};
+      memcpy(&dst->ss, &sin6, dst->len = sizeof sin6);
+    }
+  }
+}
+
 static void on_dgram(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   inst_listener_t *l = io->data;
   instance_t *in = l->inst;
@@ -760,21 +842,85 @@ static void on_dgram(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
   (void)loop;
   (void)ev;
   for (int i = 0; i < DGRAMS_PER_WAKEUP; i++) {
-    sk_sockaddr_t peer;
-    peer.len = sizeof peer.ss;
-    ssize_t n = recvfrom(l->fd, in->dgram_buf, SK_MSG_MAX, 0, (struct sockaddr *)&peer.ss,
-                         &peer.len);
+    sk_sockaddr_t peer, dst;
+    union {
+      char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo))];
+      struct cmsghdr align;
+    } control;
+    struct iovec iov = {in->dgram_buf, SK_MSG_MAX};
+    struct msghdr mh = {.msg_name = &peer.ss, .msg_namelen = sizeof peer.ss, .msg_iov = &iov,
+                        .msg_iovlen = 1, .msg_control = l->pktinfo ? control.buf : NULL,
+                        .msg_controllen = l->pktinfo ? sizeof control.buf : 0};
+    ssize_t n = recvmsg(l->fd, &mh, 0);
     if (n < 0) {
       if (errno == EINTR || errno == ECONNREFUSED)
         continue; /* ICMP from an earlier reply; not this socket's fault */
       return;
     }
+    peer.len = mh.msg_namelen;
+    dst.len = 0;
+    if (l->pktinfo)
+      dgram_destination(&mh, &dst);
     if (s->o.verify && !s->o.verify(s->o.ctx, &peer))
+      continue;
+    if (!dgram_admit(in, l, &peer, &dst))
       continue;
     sk_datagram_t dg = {in->dgram_buf, (size_t)n, &peer, l->fd, s->o.ctx};
     if (s->o.handler->on_datagram)
       s->o.handler->on_datagram(s, &dg);
   }
+}
+
+/* Prepares datagram listener l: its own address, and for a wildcard IP
+ * socket the destination of each datagram (to know our own address). */
+static void dgram_listener_init(inst_listener_t *l) {
+  l->self.len = sizeof l->self.ss;
+  if (getsockname(l->fd, (struct sockaddr *)&l->self.ss, &l->self.len) < 0) {
+    l->self.len = 0;
+    l->self.ss.ss_family = AF_UNSPEC;
+    return;
+  }
+  int one = 1, fam = l->self.ss.ss_family;
+  if (fam == AF_INET) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&l->self.ss;
+    l->pktinfo = sin->sin_addr.s_addr == htonl(INADDR_ANY) &&
+                 setsockopt(l->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
+  } else if (fam == AF_INET6) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&l->self.ss;
+    if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr)) {
+      /* Dual stack: IPv4 datagrams report through IP_PKTINFO. */
+      int v6 = setsockopt(l->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0;
+      int v4 = setsockopt(l->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
+      l->pktinfo = v6 || v4;
+    }
+  }
+}
+
+/* Readies datagram listener l of instance in: its address, and the
+ * instance's per-source budget unless the server has none. Returns 0 or
+ * -ENOMEM. */
+static int dgram_attach(instance_t *in, inst_listener_t *l) {
+  const sk_server_opts_t *o = &in->srv->o;
+  unsigned rate = o->dgram_rate ? o->dgram_rate : SK_SERVER_DGRAM_RATE;
+  dgram_listener_init(l);
+  if (in->budget || rate == SK_SERVER_DGRAM_UNLIMITED)
+    return 0;
+  return sk__dgram_budget_new(&in->budget, rate,
+                              o->dgram_burst ? o->dgram_burst : SK_SERVER_DGRAM_BURST);
+}
+
+void sk_server_report(sk_server_t *s, const char *fmt, ...) {
+  uint64_t now = sk__now_ms(), last = atomic_load(&s->last_report);
+  if (!s->o.on_error || (last && now - last < 1000))
+    return;
+  if (!atomic_compare_exchange_strong(&s->last_report, &last, now))
+    return; /* another thread reports this second */
+  char msg[SK_ERRLEN];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  s->o.on_error(s->o.ctx, msg);
 }
 
 int sk_server_reply(const sk_datagram_t *dg, const void *data, size_t len) {
@@ -818,6 +964,7 @@ static void on_sweep(sk_loop_t *loop, sk_timer_t *t) {
       }
     }
   }
+  report_drops(in, 1);
 #if SK_HAVE_MALLOC_TRIM
   if (released >= RELEASE_TRIM_BYTES)
     malloc_trim(0);
@@ -981,6 +1128,8 @@ int sk_server_attach(sk_server_t *s, sk_loop_t *loop) {
     l->io.cb = l->dgram ? on_dgram : on_accept;
     l->io.data = l;
     in->nls++;
+    if (l->dgram && (r = dgram_attach(in, l)) < 0)
+      goto fail;
     if ((r = sk_io_start(loop, &l->io, l->fd, SK_READABLE)) < 0)
       goto fail;
   }
@@ -1010,6 +1159,7 @@ fail:
     close(in->wake_fd);
   }
   free(in->dgram_buf);
+  sk__dgram_budget_free(in->budget);
   sk_buf_free(&in->shared_in);
   free(in);
   return r;
@@ -1085,6 +1235,7 @@ void sk_server_free(sk_server_t *s) {
         close(in->ls[i].fd);
     close(in->wake_fd);
     free(in->dgram_buf);
+    sk__dgram_budget_free(in->budget);
     sk_buf_free(&in->shared_in);
     free(in);
   }

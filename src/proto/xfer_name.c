@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sockit/xfer.h"
+#include "xfer_nfkc_table.h" /* generated at build time (nfkc_lookalike) */
 
 /* ---- UTF-8 ----------------------------------------------------------------------------- */
 
@@ -62,7 +63,9 @@ typedef struct {
 
 /* Code points a name may not contain, with the reason. Controls come
  * first; the rest are characters that hide themselves or others, change
- * the direction of what follows, or stand in for '/', '\' and '.'. */
+ * the direction of what follows, or look like '/' and '\' without folding
+ * to them (Windows "best fit" maps some to the real ones). What NFKC folds
+ * into '/', '\', "." or ".." is in the generated table below. */
 static const cp_range_t forbidden[] = {
     {0x0000, 0x001f, "control character"},
     {0x005c, 0x005c, "backslash"},
@@ -75,7 +78,6 @@ static const cp_range_t forbidden[] = {
     {0x180b, 0x180f, "invisible character"},      /* mongolian selectors, separator */
     {0x200b, 0x200d, "invisible character"},      /* zero width space, (non-)joiner */
     {0x200e, 0x200f, "bidirectional control"},    /* LRM, RLM */
-    {0x2024, 0x2025, "look-alike of '.'"},        /* one and two dot leaders */
     {0x2028, 0x2029, "line separator"},
     {0x202a, 0x202e, "bidirectional control"},    /* embeddings, overrides */
     {0x2044, 0x2044, "look-alike of '/'"},        /* fraction slash */
@@ -90,12 +92,7 @@ static const cp_range_t forbidden[] = {
     {0x29f9, 0x29f9, "look-alike of '\\'"},       /* big reverse solidus */
     {0x3164, 0x3164, "invisible character"},      /* hangul filler */
     {0xfdd0, 0xfdef, "noncharacter"},
-    {0xfe52, 0xfe52, "look-alike of '.'"},        /* small full stop */
-    {0xfe68, 0xfe68, "look-alike of '\\'"},       /* small reverse solidus */
     {0xfeff, 0xfeff, "invisible character"},      /* byte order mark */
-    {0xff0e, 0xff0e, "look-alike of '.'"},        /* fullwidth full stop */
-    {0xff0f, 0xff0f, "look-alike of '/'"},        /* fullwidth solidus */
-    {0xff3c, 0xff3c, "look-alike of '\\'"},       /* fullwidth reverse solidus */
     {0xffa0, 0xffa0, "invisible character"},      /* halfwidth hangul filler */
     {0xfff0, 0xfffb, "invisible character"},      /* specials, interlinear annotation */
     {0x1bca0, 0x1bca3, "invisible character"},    /* shorthand format controls */
@@ -103,10 +100,40 @@ static const cp_range_t forbidden[] = {
     {0xe0000, 0xe0fff, "invisible character"},    /* tags, variation selectors supplement */
 };
 
+/* The generated table (build/generated/xfer_nfkc_table.h, from Unicode's
+ * UnicodeData.txt by cmake/gen_nfkc_table.c): every code point above
+ * U+007F whose full compatibility decomposition contains '/' or '\', or
+ * is one or two '.' only (U+2024, U+2025, U+FE30, U+FE52, U+FF0E), so that
+ * software which folds names (NFKC, NFKD) would see a separator, or a "."
+ * or ".." component. Dots beside other characters ("1." U+2488, "a.m."
+ * U+33C2) or three of them (U+2026, like ASCII "...") cannot form such a
+ * component and pass.
+ *
+ * What NFKC folds c into among '/', '\' and dots, or 0 (binary search). */
+static char nfkc_folds_to(uint32_t c) {
+  size_t lo = 0, hi = sizeof nfkc_lookalike / sizeof nfkc_lookalike[0];
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (c < nfkc_lookalike[mid].lo)
+      hi = mid;
+    else if (c > nfkc_lookalike[mid].hi)
+      lo = mid + 1;
+    else
+      return nfkc_lookalike[mid].to;
+  }
+  return 0;
+}
+
 /* The reason code point c may not appear in a name, or NULL. */
 static const char *forbidden_why(uint32_t c) {
   if ((c & 0xfffe) == 0xfffe)
     return "noncharacter";
+  switch (c < 0x80 ? 0 : nfkc_folds_to(c)) {
+  case '/': return "NFKC look-alike of '/'";
+  case '\\': return "NFKC look-alike of '\\'";
+  case '.': return "NFKC look-alike of '.'";
+  default: break;
+  }
   for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++)
     if (c >= forbidden[i].lo && c <= forbidden[i].hi)
       return forbidden[i].why;

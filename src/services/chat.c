@@ -1560,11 +1560,14 @@ static void hub_closed(sk_conn_t *c, int reason) {
     line_close_with(hub, c, reason);
 }
 
-/* A datagram endpoint cannot carry a chat: say so to whoever tries. */
+/* A datagram endpoint cannot carry a chat. An answer would go to any
+ * source, spoofed ones too (a reply loop with a service that answers
+ * everything): the datagram is dropped and the operator told, one line a
+ * second at most. */
 static void hub_datagram(sk_server_t *s, const sk_datagram_t *dg) {
-  static const char msg[] = "ERR bad-endpoint the chat needs a stream endpoint (tcp or unix)\n";
-  (void)s;
-  sk_server_reply(dg, msg, sizeof msg - 1);
+  char from[SK_ENDPOINT_STRLEN];
+  sk_server_report(s, "datagram from %s dropped: the chat needs a stream endpoint (tcp or unix)",
+                   sk_sockaddr_format(dg->peer, from, sizeof from));
 }
 
 static const sk_handler_t hub_handler = {.on_open = hub_open,

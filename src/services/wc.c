@@ -138,12 +138,14 @@ static void wc_close(sk_conn_t *c, int reason) {
   free(sk_conn_data(c));
 }
 
-/* Datagram endpoints cannot carry a file stream: every datagram is
- * answered with why. */
+/* Datagram endpoints cannot carry a file stream. A refusal sent back would
+ * answer anything, spoofed sources included (a reply loop with another
+ * service that answers everything): the datagram is dropped, and the
+ * operator told, one line a second at most. */
 static void wc_datagram(sk_server_t *s, const sk_datagram_t *dg) {
-  static const char msg[] = "FATAL wc needs a byte stream endpoint (tcp or unix)\n";
-  (void)s;
-  sk_server_reply(dg, msg, sizeof msg - 1);
+  char from[SK_ENDPOINT_STRLEN];
+  sk_server_report(s, "datagram from %s dropped: wc needs a byte stream endpoint (tcp or unix)",
+                   sk_sockaddr_format(dg->peer, from, sizeof from));
 }
 
 static const sk_handler_t wc_handler = {
