@@ -13,7 +13,9 @@ The server runs in a network namespace of its own (unshare -n; a veth pair
 with 10.200.0.1/24 and fd00:200::1/64 on one end and 10.200.0.2/24 on the
 other, both in that namespace): the test's sockets are made inside it by a
 thread that enters it (setns), connect from 10.200.0.2 and never leave it.
-Needs root (CAP_SYS_ADMIN for the namespace)."""
+Needs root (CAP_SYS_ADMIN for the namespace). A listener on a unix socket
+(reached through a local proxy) counts as loopback: localhost passes, a
+rebound name does not."""
 
 import ctypes
 import os
@@ -202,3 +204,29 @@ def test_malformed_or_repeated_host_is_400(ns_chat):
     status, body = ns_chat.ask(two.encode(), port)
     assert (status, body) == ("HTTP/1.1 400 Bad Request", b"400 Bad Request\n")
     ns_chat.p.err.wait_for(rb"refused a request: 400 Bad Request: more than one Host$")
+
+
+def test_unix_socket_listener_takes_loopback_names_only(run, sockdir):
+    """A page on a unix socket is reached through a local proxy: it counts
+    as loopback, so localhost passes and a rebound name does not."""
+    path = os.path.join(sockdir, "web.sock")
+    p = run.sockit("chat", "serve", "tcp://127.0.0.1:0", "--web", f"unix:{path}", "--no-bot",
+                   name="sockit chat serve")
+    p.err.wait_for(rb"^sockit: listening on unix:" + re.escape(path.encode()) + rb"$")
+
+    def ask(host):
+        s = run.track(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        s.settimeout(WAIT)
+        s.connect(path)
+        s.sendall(upgrade(host))
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            assert chunk, data
+            data += chunk
+        return data.split(b"\r\n")[0]
+
+    assert ask("localhost:8080") == b"HTTP/1.1 101 Switching Protocols"
+    assert ask("evil.example:8080") == b"HTTP/1.1 403 Forbidden"
+    p.err.wait_for(rb"WebSocket handshake refused \(403\): Host is not a loopback name on a "
+                   rb"loopback connection \(DNS rebinding\?\); allow it with --web-origin$")
