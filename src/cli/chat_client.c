@@ -187,8 +187,8 @@ static size_t draw_prompt(const client_t *c, char *out, size_t cap) {
                        : snprintf(prompt, sizeof prompt, "%s %s> ", c->nick[0] ? c->nick : "?", room);
   if (plen < 0)
     return 0;
-  size_t slen = sk_chat_sanitize(prompt, (size_t)plen < sizeof prompt ? (size_t)plen : sizeof prompt - 1,
-                                 safe);
+  size_t pbytes = (size_t)plen < sizeof prompt ? (size_t)plen : sizeof prompt - 1;
+  size_t slen = sk_chat_sanitize(prompt, pbytes, safe);
   size_t pcols = utf8_chars(safe, slen);
   size_t avail = (size_t)c->cols > pcols + 2 ? (size_t)c->cols - pcols - 1 : 1;
   size_t cur = utf8_chars(c->line, c->pos);
@@ -618,11 +618,6 @@ static int digits_ok(const char *s, size_t n) {
   return 1;
 }
 
-/* 1 if s[0..n) is a nick or the operator's "@server". */
-static int sender_ok(const char *s, size_t n) {
-  return sk_chat_nick_valid(s, n) || field_is(s, n, "@server");
-}
-
 /* 1 if s[0..n) is nicks separated by single spaces (none at all is fine). */
 static int nick_list_ok(const char *s, size_t n) {
   for (size_t i = 0; i < n;) {
@@ -645,31 +640,31 @@ static int event_names_ok(const char *line, size_t len, int in_hist) {
   int k = sk_chat_event_parse(line, len, &ev);
   if (k < 1)
     return 0;
+  int room = sk_chat_room_valid(ev.target, ev.target_len);
+  int everyone = field_is(ev.target, ev.target_len, "*");
+  int nick = sk_chat_nick_valid(ev.sender, ev.sender_len);
+  int count = digits_ok(ev.sender, ev.sender_len);
 #define T(w) field_is(ev.type, ev.type_len, w)
   if (in_hist && !T("MSG") && !T("ACT"))
     return 0;
-  if (T("MSG") || T("ACT"))
-    return k >= 3 && sender_ok(ev.sender, ev.sender_len) &&
-           (sk_chat_room_valid(ev.target, ev.target_len) || field_is(ev.target, ev.target_len, "*") ||
-            sk_chat_nick_valid(ev.target, ev.target_len));
+  if (T("MSG") || T("ACT")) /* TYPE #room|*|NICK NICK|@server TEXT */
+    return k >= 3 && (room || everyone || sk_chat_nick_valid(ev.target, ev.target_len)) &&
+           (nick || field_is(ev.sender, ev.sender_len, "@server"));
   if (T("HELLO")) { /* HELLO 1 NICK #ROOM TEXT */
     const char *sp = memchr(ev.text, ' ', ev.text_len);
-    return k == 4 && sk_chat_nick_valid(ev.sender, ev.sender_len) &&
+    return k == 4 && nick &&
            sk_chat_room_valid(ev.text, sp ? (size_t)(sp - ev.text) : ev.text_len);
   }
-  if (T("JOIN") || T("PART") || T("QUIT"))
-    return k >= 3 && sk_chat_room_valid(ev.target, ev.target_len) &&
-           sk_chat_nick_valid(ev.sender, ev.sender_len);
+  if (T("JOIN") || T("PART") || T("QUIT")) /* TYPE #room NICK [REASON] */
+    return k >= 3 && room && nick;
   if (T("NICK")) /* NICK #room OLD NEW, NICK * OLD NEW */
-    return k == 4 && (sk_chat_room_valid(ev.target, ev.target_len) || field_is(ev.target, ev.target_len, "*")) &&
-           sk_chat_nick_valid(ev.sender, ev.sender_len) && sk_chat_nick_valid(ev.text, ev.text_len);
+    return k == 4 && (room || everyone) && nick && sk_chat_nick_valid(ev.text, ev.text_len);
   if (T("HIST")) /* HIST TIME LINE */
     return k >= 3 && event_names_ok(ev.sender, len - (size_t)(ev.sender - line), 1);
   if (T("WHO")) /* WHO #room COUNT NICK... */
-    return k >= 3 && sk_chat_room_valid(ev.target, ev.target_len) && digits_ok(ev.sender, ev.sender_len) &&
-           nick_list_ok(ev.text, ev.text_len);
+    return k >= 3 && room && count && nick_list_ok(ev.text, ev.text_len);
   if (T("ROOM")) /* ROOM #room COUNT */
-    return k == 3 && sk_chat_room_valid(ev.target, ev.target_len) && digits_ok(ev.sender, ev.sender_len);
+    return k == 3 && room && count;
 #undef T
   return 1;
 }

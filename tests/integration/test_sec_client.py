@@ -3,8 +3,9 @@
 A fake chat server (a Python socket on loopback, port 0) speaks the line
 protocol of docs/chat.md and puts terminal controls into the names the
 client draws in its prompt and keeps in its state: C1 controls encoded in
-UTF-8 (U+009D OSC ... U+009C ST, U+009B CSI) and ESC sequences in the nick
-of HELLO and NICK and the room of JOIN and NICK. The real client runs on a
+UTF-8 (U+009D OSC ... U+009C ST, U+009B CSI, U+0085 NEL) and ESC sequences
+in the nick of HELLO and NICK, the room of JOIN and NICK, and the names of
+PART, HIST, MSG, WHO and ROOM lines. The real client runs on a
 pseudo-terminal (terminal mode: raw input, the prompt line with the nick
 and room) and in plain mode; every byte it writes is captured.
 
@@ -33,6 +34,9 @@ HOSTILE = [
     b"NICK #x\x1b[2J alice carol\n",                  # ESC [ in the room of NICK
     b"PART #lobby \xc2\x85mallory\n",                 # NEL in a nick
     b"HIST 2026-11-22T02:35:11Z MSG #lo\xc2\x9bbby bob old\n",  # inside history
+    b"MSG #lobby b\xc2\x9bob hi\n",                   # a sender
+    b"WHO #lobby 2 alice \xc2\x9d0;x\xc2\x9c\n",          # a nick of a list
+    b"ROOM #lo\xc2\x85bby 1\n",                       # a room of a list
 ]
 DROPPED = b"! dropped a line from the server with "
 C1 = re.compile(rb"\xc2[\x80-\x9f]")
@@ -150,7 +154,7 @@ def test_tty_prompt_and_lines_with_c1_and_esc_in_names(sockit_bin):
         assert "HELLO 1 ev\ufffd0;pwned\ufffdil #lobby".encode() in out
         assert "JOIN #r\ufffd]0;pwned\ufffd alice".encode() in out
         assert b" alice joined #r" not in out and b"is now" not in out
-        assert b" left " not in out and b"] bob: old" not in out
+        assert b" left " not in out and b"] bob: old" not in out and b"* in #lobby" not in out
         # the prompt kept the valid names: every prompt after HELLO is alice's in #lobby
         prompts = re.findall(rb"\r([^\r\n\x1b]*> )\x1b\[K", out)
         assert prompts and set(prompts[prompts.index(b"alice #lobby> "):]) == {b"alice #lobby> "}, \
@@ -169,7 +173,7 @@ def test_plain_mode_drops_bad_lines_with_one_note_each(run):
                  b"MSG #lobby bob all done\n")
         p.out.wait_for(rb"^\[#lobby\] bob: all done$")
         lines = p.out.value().decode("utf-8").split("\n")
-        assert lines[:10] == [
+        assert lines[:13] == [
             "! dropped a line from the server with a bad nick or room: "
             "HELLO 1 ev\ufffd0;pwned\ufffdil #lobby welcome, evil",
             "* welcome",
@@ -186,6 +190,10 @@ def test_plain_mode_drops_bad_lines_with_one_note_each(run):
             "PART #lobby \ufffdmallory",
             "! dropped a line from the server with a bad nick or room: "
             "HIST 2026-11-22T02:35:11Z MSG #lo\ufffdbby bob old",
+            "! dropped a line from the server with a bad nick or room: MSG #lobby b\ufffdob hi",
+            "! dropped a line from the server with a bad nick or room: "
+            "WHO #lobby 2 alice \ufffd0;x\ufffd",
+            "! dropped a line from the server with a bad nick or room: ROOM #lo\ufffdbby 1",
             "[#lobby] bob: all done",
         ], lines
         assert_clean(p.out.value())
