@@ -144,9 +144,6 @@ def test_tty_prompt_and_lines_with_c1_and_esc_in_names(sockit_bin):
         srv.send(*HOSTILE)
         srv.send(b"MSG #lobby bob all done\n")
         cl.read_until(rb"all done\r\n\r[^\r\n]*> \x1b\[K")  # and the prompt drawn after it
-        # the line being typed is drawn cleaned too: a pasted OSC does nothing
-        os.write(cl.master, b"hi \xc2\x9d0;typed\xc2\x9c")
-        cl.read_until("hi \ufffd0;typed\ufffd\x1b\\[K".encode())
         assert_clean(cl.out)
         out = visible(cl.out)
         # every hostile line is dropped with exactly one note, quoted cleaned
@@ -159,6 +156,10 @@ def test_tty_prompt_and_lines_with_c1_and_esc_in_names(sockit_bin):
         prompts = re.findall(rb"\r([^\r\n\x1b]*> )\x1b\[K", out)
         assert prompts and set(prompts[prompts.index(b"alice #lobby> "):]) == {b"alice #lobby> "}, \
             prompts
+        # the line being typed is drawn cleaned too: a pasted OSC does nothing
+        os.write(cl.master, b"hi \xc2\x9d0;typed\xc2\x9c")
+        cl.read_until("alice #lobby> hi \ufffd0;typed\ufffd\x1b\\[K".encode())
+        assert_clean(cl.out)
     finally:
         cl.stop()
         srv.close()
