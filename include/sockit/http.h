@@ -95,6 +95,31 @@ SK_API int sk_http_body_length(const sk_http_request_t *req, uint64_t *out);
  * "Connection: close"; HTTP/1.0 only with "Connection: keep-alive". */
 SK_API int sk_http_keep_alive(const sk_http_request_t *req);
 
+/* The Host header's value, taken apart (RFC 9110 section 7.2: uri-host
+ * [":" port], uri-host of RFC 3986 section 3.2.2). */
+typedef enum {
+  SK_HTTP_HOST_NAME, /* a reg-name (may be empty): "chat.example", "localhost" */
+  SK_HTTP_HOST_IPV4, /* an IPv4address: four dec-octets without leading zeros */
+  SK_HTTP_HOST_IPV6  /* "[" IPv6address "]" */
+} sk_http_host_kind_t;
+
+typedef struct {
+  sk_http_host_kind_t kind;
+  const char *name; /* the host as sent, without brackets; points into the value */
+  size_t name_len;
+  uint8_t addr[16]; /* the address in network order: 4 bytes for IPv4, 16 for IPv6 */
+  int port;         /* 0-65535, or -1 when none was given ("host" or "host:") */
+} sk_http_host_t;
+
+/* Takes the Host value value[0..len) apart into *out. Returns 0, or
+ * SK_HTTP_BAD when it is not uri-host [":" port]: a byte outside reg-name's
+ * characters (unreserved, sub-delims, %XX) such as a space or "@", a
+ * malformed IP literal (IPvFuture and zone identifiers are refused too),
+ * a port with anything but digits or over 65535. A reg-name is not checked
+ * against DNS rules: "a_b", "" and "01.2.3.4" (a name, not an address)
+ * pass, as the grammar says. */
+SK_API int sk_http_host_parse(const char *value, size_t len, sk_http_host_t *out);
+
 /* The reason phrase of a status code ("Not Found"), "Unknown" for others. */
 SK_API const char *sk_http_reason(int status);
 

@@ -186,6 +186,10 @@ SK_API void *sk_conn_data(const sk_conn_t *c);
 SK_API void sk_conn_set_data(sk_conn_t *c, void *data);
 SK_API void *sk_conn_ctx(const sk_conn_t *c);
 SK_API const sk_sockaddr_t *sk_conn_peer(const sk_conn_t *c);
+/* The address the connection arrived on (getsockname: on a listener bound
+ * to a wildcard address, the one the peer connected to) into *out.
+ * Returns 0 or a negative errno. */
+SK_API int sk_conn_local(const sk_conn_t *c, sk_sockaddr_t *out);
 SK_API sk_loop_t *sk_conn_loop(const sk_conn_t *c);
 /* The connection's input buffer (what on_data gets), for handlers that act
  * on input outside on_data, from a timer say. */

@@ -44,6 +44,11 @@
 #define CHATC_CONNECT_TIMEOUT_MS 3000 /* per address; the TLS handshake gets as long again */
 #define CHATC_QUIT_WAIT_MS 2000 /* after /quit: how long to wait for the server to close */
 #define CHATC_ESC_MAX 8         /* longest key escape sequence kept */
+#define CHATC_PROMPT_MAX (SK_CHAT_NICK_MAX + SK_CHAT_ROOM_MAX + 32) /* "NICK #ROOM> " */
+/* The prompt line drawn: prompt and visible input, each cleaned (at most
+ * three bytes per byte), and our own escapes. */
+#define CHATC_PROMPT_OUT_MAX (3 * CHATC_PROMPT_MAX + 3 * CHATC_INPUT_MAX + 64)
+#define CHATC_BAD_LINE_SHOWN 160 /* bytes of a dropped server line quoted in the note */
 
 /* ---- state ------------------------------------------------------------------------------- */
 
@@ -170,24 +175,36 @@ static size_t utf8_offset(const char *s, size_t n, size_t k) {
 }
 
 /* Appends the prompt and the visible part of the line being edited to out
- * (cap bytes, which is enough: the line is bounded) and puts the cursor
- * where it belongs. The line scrolls sideways when longer than the window. */
+ * (cap bytes: CHATC_PROMPT_OUT_MAX is enough) and puts the cursor where it
+ * belongs. The line scrolls sideways when longer than the window. Both are
+ * cleaned as any text is (sk_chat_sanitize): the nick and room come from
+ * the server and are checked when they arrive, and the line holds what was
+ * typed or pasted; no byte of either can be a terminal control. */
 static size_t draw_prompt(const client_t *c, char *out, size_t cap) {
-  char prompt[SK_CHAT_NICK_MAX + SK_CHAT_ROOM_MAX + 32];
+  char prompt[CHATC_PROMPT_MAX], safe[3 * CHATC_PROMPT_MAX], vis[3 * CHATC_INPUT_MAX];
   const char *room = c->nrooms ? c->rooms[c->nrooms - 1] : "-";
   int plen = c->fd < 0 ? snprintf(prompt, sizeof prompt, "(offline) %s> ", room)
                        : snprintf(prompt, sizeof prompt, "%s %s> ", c->nick[0] ? c->nick : "?", room);
-  size_t avail = (size_t)c->cols > (size_t)plen + 2 ? (size_t)c->cols - (size_t)plen - 1 : 1;
+  if (plen < 0)
+    return 0;
+  size_t pbytes = (size_t)plen < sizeof prompt ? (size_t)plen : sizeof prompt - 1;
+  size_t slen = sk_chat_sanitize(prompt, pbytes, safe);
+  size_t pcols = utf8_chars(safe, slen);
+  size_t avail = (size_t)c->cols > pcols + 2 ? (size_t)c->cols - pcols - 1 : 1;
   size_t cur = utf8_chars(c->line, c->pos);
   size_t first = cur > avail ? cur - avail : 0;
   size_t b0 = utf8_offset(c->line, c->len, first);
   size_t b1 = b0 + utf8_offset(c->line + b0, c->len - b0, avail);
-  int n = snprintf(out, cap, "\r%s%s%s%.*s\x1b[K\r", c->color ? "\x1b[1m" : "", prompt,
-                   c->color ? "\x1b[0m" : "", (int)(b1 - b0), c->line + b0);
+  /* b0 <= pos <= b1; pos starts a character, so cleaning the two halves
+   * apart gives what cleaning the whole would, and the cursor's column. */
+  size_t before = sk_chat_sanitize(c->line + b0, c->pos - b0, vis);
+  size_t vlen = before + sk_chat_sanitize(c->line + c->pos, b1 - c->pos, vis + before);
+  int n = snprintf(out, cap, "\r%s%.*s%s%.*s\x1b[K\r", c->color ? "\x1b[1m" : "", (int)slen, safe,
+                   c->color ? "\x1b[0m" : "", (int)vlen, vis);
   if (n < 0 || (size_t)n >= cap)
     return 0;
   size_t len = (size_t)n;
-  size_t col = (size_t)plen + (cur - first);
+  size_t col = pcols + utf8_chars(vis, before);
   if (col) {
     int m = snprintf(out + len, cap - len, "\x1b[%zuC", col);
     if (m > 0 && (size_t)m < cap - len)
@@ -198,7 +215,7 @@ static size_t draw_prompt(const client_t *c, char *out, size_t cap) {
 
 /* Draws the prompt line again (after a key, a resize or a state change). */
 static void redraw(client_t *c) {
-  char out[3 * CHATC_INPUT_MAX + 256];
+  char out[CHATC_PROMPT_OUT_MAX];
   size_t n = draw_prompt(c, out, sizeof out);
   write_all(STDOUT_FILENO, out, n);
 }
@@ -213,7 +230,7 @@ static void show(client_t *c, const char *text, size_t len) {
       c->exit_code = EXIT_NET;
     return;
   }
-  char out[CHATC_RENDER_MAX + 3 * CHATC_INPUT_MAX + 300];
+  char out[CHATC_RENDER_MAX + CHATC_PROMPT_OUT_MAX + 8];
   size_t n = 0;
   memcpy(out, "\r\x1b[K", 4);
   n = 4;
@@ -226,8 +243,8 @@ static void show(client_t *c, const char *text, size_t len) {
   write_all(STDOUT_FILENO, out, n);
 }
 
-/* printf-style show() for the client's own notices ("* ..."). The
- * arguments are the client's own text or names the protocol keeps ASCII. */
+/* printf-style show() for the client's own notices ("* ..."). The whole
+ * text is cleaned: an argument may quote what the server sent. */
 __attribute__((format(printf, 2, 3))) static void note(client_t *c, const char *fmt, ...) {
   char text[512];
   va_list ap;
@@ -606,9 +623,91 @@ static void restore_session(client_t *c, const char (*rooms)[SK_CHAT_ROOM_MAX + 
   }
 }
 
+/* ---- what a server line may name ------------------------------------------------------------ */
+
+/* The server's nicks and rooms follow the grammar the server enforces
+ * (sk_chat_nick_valid, sk_chat_room_valid): ASCII only. A line that breaks
+ * it comes from a server that is not ours, or from someone on a plain-TCP
+ * path; its names would go into the prompt, our state and the /nick and
+ * /join of a reconnect, so the whole line is dropped with a note. */
+
+/* 1 if s[0..n) is one or more digits. */
+static int digits_ok(const char *s, size_t n) {
+  if (n == 0)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return 0;
+  return 1;
+}
+
+/* 1 if s[0..n) is nicks separated by single spaces (none at all is fine). */
+static int nick_list_ok(const char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    const char *sp = memchr(s + i, ' ', n - i);
+    size_t w = sp ? (size_t)(sp - (s + i)) : n - i;
+    if (!sk_chat_nick_valid(s + i, w) || (sp && w + 1 == n - i))
+      return 0;
+    i += w + 1;
+  }
+  return 1;
+}
+
+/* 1 if the server line line[0..len) (without LF) parses as an event and
+ * every nick and room in it is valid: what TARGET and SENDER may be per
+ * type is in docs/chat.md. HIST carries a MSG or ACT line, checked the
+ * same way. Types this client does not know pass (they are not shown), as
+ * do the free texts of NOTICE, ERR and BYE (shown cleaned). */
+static int event_names_ok(const char *line, size_t len, int in_hist) {
+  sk_chat_event_t ev;
+  int k = sk_chat_event_parse(line, len, &ev);
+  if (k < 1)
+    return 0;
+  int room = sk_chat_room_valid(ev.target, ev.target_len);
+  int everyone = field_is(ev.target, ev.target_len, "*");
+  int nick = sk_chat_nick_valid(ev.sender, ev.sender_len);
+  int count = digits_ok(ev.sender, ev.sender_len);
+#define T(w) field_is(ev.type, ev.type_len, w)
+  if (in_hist && !T("MSG") && !T("ACT"))
+    return 0;
+  if (T("MSG") || T("ACT")) /* TYPE #room|*|NICK NICK|@server TEXT */
+    return k >= 3 && (room || everyone || sk_chat_nick_valid(ev.target, ev.target_len)) &&
+           (nick || field_is(ev.sender, ev.sender_len, "@server"));
+  if (T("HELLO")) { /* HELLO 1 NICK #ROOM TEXT */
+    const char *sp = memchr(ev.text, ' ', ev.text_len);
+    return k == 4 && nick &&
+           sk_chat_room_valid(ev.text, sp ? (size_t)(sp - ev.text) : ev.text_len);
+  }
+  if (T("JOIN") || T("PART") || T("QUIT")) /* TYPE #room NICK [REASON] */
+    return k >= 3 && room && nick;
+  if (T("NICK")) /* NICK #room OLD NEW, NICK * OLD NEW */
+    return k == 4 && (room || everyone) && nick && sk_chat_nick_valid(ev.text, ev.text_len);
+  if (T("HIST")) /* HIST TIME LINE */
+    return k >= 3 && event_names_ok(ev.sender, len - (size_t)(ev.sender - line), 1);
+  if (T("WHO")) /* WHO #room COUNT NICK... */
+    return k >= 3 && room && count && nick_list_ok(ev.text, ev.text_len);
+  if (T("ROOM")) /* ROOM #room COUNT */
+    return k == 3 && room && count;
+#undef T
+  return 1;
+}
+
+/* Tells the user a server line was dropped, quoting its start cleaned. */
+static void bad_line(client_t *c, const char *line, size_t len) {
+  sk_chat_event_t ev;
+  int parsed = sk_chat_event_parse(line, len, &ev) >= 1;
+  note(c, "! dropped a line from the server with %s: %.*s",
+       parsed ? "a bad nick or room" : "control characters or empty fields",
+       (int)(len < CHATC_BAD_LINE_SHOWN ? len : CHATC_BAD_LINE_SHOWN), line);
+}
+
 /* One line from the server: shown, and on HELLO (a new connection) the
  * backoff is reset and the nick and rooms of before are asked for again. */
 static void on_line(client_t *c, const char *line, size_t len) {
+  if (!event_names_ok(line, len, 0)) {
+    bad_line(c, line, len);
+    return;
+  }
   int hello = len > 6 && memcmp(line, "HELLO ", 6) == 0;
   char rooms[CHATC_ROOMS_MAX][SK_CHAT_ROOM_MAX + 1];
   int nrooms = c->nrooms, left_home = c->left_home;

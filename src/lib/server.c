@@ -636,6 +636,10 @@ void *sk_conn_data(const sk_conn_t *c) { return c->data; }
 void sk_conn_set_data(sk_conn_t *c, void *data) { c->data = data; }
 void *sk_conn_ctx(const sk_conn_t *c) { return c->inst->srv->o.ctx; }
 const sk_sockaddr_t *sk_conn_peer(const sk_conn_t *c) { return &c->peer; }
+int sk_conn_local(const sk_conn_t *c, sk_sockaddr_t *out) {
+  out->len = sizeof out->ss;
+  return getsockname(c->fd, (struct sockaddr *)&out->ss, &out->len) < 0 ? -errno : 0;
+}
 sk_loop_t *sk_conn_loop(const sk_conn_t *c) { return c->inst->loop; }
 int sk_conn_is_message(const sk_conn_t *c) { return c->message; }
 sk_tls_t *sk_conn_tls(const sk_conn_t *c) { return c->t ? c->t->tls : NULL; }

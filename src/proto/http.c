@@ -298,6 +298,136 @@ int sk_http_body_length(const sk_http_request_t *req, uint64_t *out) {
   return 0;
 }
 
+/* ---- the Host header ------------------------------------------------------------------- */
+
+static int is_digit(unsigned c) { return c >= '0' && c <= '9'; }
+
+static int hex_value(unsigned c) {
+  if (is_digit(c))
+    return (int)(c - '0');
+  c |= 0x20;
+  return c >= 'a' && c <= 'f' ? (int)(c - 'a' + 10) : -1;
+}
+
+/* reg-name's characters other than %XX (RFC 3986 section 3.2.2):
+ * unreserved and sub-delims. */
+static int is_reg_name_char(unsigned c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
+    return 1;
+  return c != '\0' && strchr("-._~!$&'()*+,;=", (int)c) != NULL;
+}
+
+/* 1 if s[0..n) is an IPv4address (dec-octet "." x 4, no leading zeros),
+ * with its bytes in out. */
+static int parse_ipv4(const char *s, size_t n, uint8_t out[4]) {
+  size_t i = 0;
+  for (int k = 0; k < 4; k++) {
+    if (k && (i == n || s[i++] != '.'))
+      return 0;
+    size_t start = i;
+    unsigned v = 0;
+    while (i < n && is_digit((unsigned char)s[i]) && i - start < 3)
+      v = v * 10 + (unsigned)(s[i++] - '0');
+    if (i == start || v > 255 || (s[start] == '0' && i - start > 1))
+      return 0;
+    out[k] = (uint8_t)v;
+  }
+  return i == n;
+}
+
+/* 1 if s[0..n) is an IPv6address of RFC 3986 (eight h16, or fewer around
+ * one "::", the last 32 bits maybe as an IPv4address), with its bytes in
+ * out. */
+static int parse_ipv6(const char *s, size_t n, uint8_t out[16]) {
+  unsigned g[8];
+  int ng = 0, gap = -1;
+  size_t i = 0;
+  if (n >= 2 && s[0] == ':' && s[1] == ':') {
+    gap = 0;
+    i = 2;
+  }
+  while (i < n) {
+    size_t j = i;
+    unsigned v = 0;
+    while (j < n && j - i < 5 && hex_value((unsigned char)s[j]) >= 0)
+      v = v * 16 + (unsigned)hex_value((unsigned char)s[j++]);
+    if (j < n && s[j] == '.') { /* the IPv4 tail: the last two groups */
+      uint8_t v4[4];
+      if (ng > 6 || !parse_ipv4(s + i, n - i, v4))
+        return 0;
+      g[ng++] = (unsigned)v4[0] << 8 | v4[1];
+      g[ng++] = (unsigned)v4[2] << 8 | v4[3];
+      break;
+    }
+    if (j == i || j - i > 4 || ng == 8)
+      return 0;
+    g[ng++] = v;
+    if (j == n)
+      break;
+    if (s[j++] != ':' || j == n)
+      return 0; /* not a separator, or a single ':' at the end */
+    if (s[j] == ':') {
+      if (gap >= 0)
+        return 0; /* a second "::" */
+      gap = ng;
+      j++;
+    }
+    i = j;
+  }
+  if (gap < 0 ? ng != 8 : ng > 7)
+    return 0;
+  memset(out, 0, 16);
+  int tail = gap < 0 ? 0 : ng - gap; /* the groups after "::" go to the end */
+  for (int k = 0; k < ng; k++) {
+    int at = k < ng - tail ? k : 8 - (ng - k);
+    out[2 * at] = (uint8_t)(g[k] >> 8);
+    out[2 * at + 1] = (uint8_t)g[k];
+  }
+  return 1;
+}
+
+int sk_http_host_parse(const char *value, size_t len, sk_http_host_t *out) {
+  memset(out, 0, sizeof *out);
+  out->port = -1;
+  size_t i = 0;
+  if (len && value[0] == '[') {
+    const char *end = memchr(value, ']', len);
+    if (!end || !parse_ipv6(value + 1, (size_t)(end - value) - 1, out->addr))
+      return SK_HTTP_BAD;
+    out->kind = SK_HTTP_HOST_IPV6;
+    out->name = value + 1;
+    out->name_len = (size_t)(end - value) - 1;
+    i = out->name_len + 2;
+  } else {
+    while (i < len && value[i] != ':') {
+      if (value[i] == '%') {
+        if (len - i < 3 || hex_value((unsigned char)value[i + 1]) < 0 ||
+            hex_value((unsigned char)value[i + 2]) < 0)
+          return SK_HTTP_BAD;
+        i += 3;
+      } else if (is_reg_name_char((unsigned char)value[i])) {
+        i++;
+      } else {
+        return SK_HTTP_BAD;
+      }
+    }
+    out->name = value;
+    out->name_len = i;
+    out->kind = parse_ipv4(value, i, out->addr) ? SK_HTTP_HOST_IPV4 : SK_HTTP_HOST_NAME;
+  }
+  if (i == len)
+    return 0;
+  if (value[i++] != ':')
+    return SK_HTTP_BAD;
+  long port = i < len ? 0 : -1; /* "host:" is a host without a port */
+  for (; i < len; i++) {
+    if (!is_digit((unsigned char)value[i]) || (port = port * 10 + (value[i] - '0')) > 65535)
+      return SK_HTTP_BAD;
+  }
+  out->port = (int)port;
+  return 0;
+}
+
 int sk_http_keep_alive(const sk_http_request_t *req) {
   if (any_has_token(req, "Connection", "close"))
     return 0;

@@ -488,9 +488,9 @@ static int etag_matches(const char *v, size_t len, const char *etag) {
   return 0;
 }
 
-/* 1 if the connection comes from this machine's loopback (127.0.0.0/8,
- * ::1, or 127.x mapped into IPv6). */
-static int peer_is_loopback(const sk_sockaddr_t *a) {
+/* 1 if a is a loopback address: 127.0.0.0/8, ::1, or 127.x mapped into
+ * IPv6. */
+static int addr_is_loopback(const sk_sockaddr_t *a) {
   if (a->ss.ss_family == AF_INET)
     return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
   if (a->ss.ss_family != AF_INET6)
@@ -499,42 +499,79 @@ static int peer_is_loopback(const sk_sockaddr_t *a) {
   return IN6_IS_ADDR_LOOPBACK(v6) || (IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127);
 }
 
-/* 1 if a Host value ("name", "name:port", "[v6]:port") names this machine's
- * loopback: "localhost", a name under ".localhost" (RFC 6761: never sent to
- * DNS), or a loopback address literal. */
-static int host_is_loopback_name(const char *v, size_t len) {
-  char name[64];
-  size_t n;
-  if (len > 0 && v[0] == '[') {
-    const char *end = memchr(v, ']', len);
-    if (!end)
-      return 0;
-    n = (size_t)(end - v - 1);
-    v++;
-  } else {
-    const char *colon = memchr(v, ':', len);
-    n = colon ? (size_t)(colon - v) : len;
+/* The bytes of an IPv4 or IPv6 address into out; an IPv4-mapped IPv6
+ * address (a dual-stack listener's IPv4 peer) gives its 4 IPv4 bytes.
+ * Returns 4, 16, or 0 for other families. */
+static size_t addr_bytes(int family, const uint8_t *raw, uint8_t out[16]) {
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (family == AF_INET) {
+    memcpy(out, raw, 4);
+    return 4;
   }
-  if (n == 0 || n >= sizeof name)
+  if (family != AF_INET6)
     return 0;
-  memcpy(name, v, n);
-  name[n] = '\0';
-  if (strcasecmp(name, "localhost") == 0 ||
-      (n > 10 && strcasecmp(name + n - 10, ".localhost") == 0))
-    return 1;
-  struct in_addr a4;
-  struct in6_addr a6;
-  if (inet_pton(AF_INET, name, &a4) == 1)
-    return (ntohl(a4.s_addr) >> 24) == 127;
-  return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+  if (memcmp(raw, mapped, 12) == 0) {
+    memcpy(out, raw + 12, 4);
+    return 4;
+  }
+  memcpy(out, raw, 16);
+  return 16;
+}
+
+/* 1 if a Host names this machine's loopback: "localhost", a name under
+ * ".localhost" (RFC 6761: never sent to DNS), or a loopback address. */
+static int host_is_loopback_name(const sk_http_host_t *h) {
+  const char *v = h->name;
+  size_t n = h->name_len;
+  uint8_t a[16];
+  switch (h->kind) {
+  case SK_HTTP_HOST_IPV4: return h->addr[0] == 127;
+  case SK_HTTP_HOST_IPV6:
+    return addr_bytes(AF_INET6, h->addr, a) == 4 ? a[0] == 127
+                                                   : memcmp(h->addr, &in6addr_loopback, 16) == 0;
+  case SK_HTTP_HOST_NAME: break;
+  }
+  return (n == 9 && strncasecmp(v, "localhost", 9) == 0) ||
+         (n > 10 && strncasecmp(v + n - 10, ".localhost", 10) == 0);
+}
+
+/* 1 if the Host h names the address the connection arrived on: that
+ * address as a literal, with its port (no port: the listener is on 80 or
+ * 443, the ports a browser leaves out), or, when that address is loopback
+ * (or not an IP address: a unix socket behind a local proxy), a loopback
+ * name. Names of this machine other than "localhost" are never assumed:
+ * a page of evil.example whose name an attacker re-points at this address
+ * (DNS rebinding) sends Origin and Host of evil.example, which agree.
+ * *why says what failed. */
+static int host_is_own(const web_client_t *wc, const sk_http_host_t *h, const char **why) {
+  sk_sockaddr_t local;
+  *why = "Host is not an address of this listener (DNS rebinding?); allow it with --web-origin";
+  if (sk_conn_local(wc->conn, &local) < 0)
+    return 0;
+  int family = local.ss.ss_family;
+  if ((family != AF_INET && family != AF_INET6) || addr_is_loopback(&local)) {
+    *why = "Host is not a loopback name on a loopback connection (DNS rebinding?); "
+           "allow it with --web-origin";
+    return host_is_loopback_name(h);
+  }
+  if (h->kind == SK_HTTP_HOST_NAME)
+    return 0;
+  uint8_t mine[16], theirs[16];
+  const uint8_t *raw = family == AF_INET
+                           ? (const uint8_t *)&((const struct sockaddr_in *)&local.ss)->sin_addr
+                           : (const uint8_t *)&((const struct sockaddr_in6 *)&local.ss)->sin6_addr;
+  size_t n = addr_bytes(family, raw, mine);
+  size_t k = addr_bytes(h->kind == SK_HTTP_HOST_IPV4 ? AF_INET : AF_INET6, h->addr, theirs);
+  if (n != k || memcmp(mine, theirs, n) != 0)
+    return 0;
+  int port = sk_sockaddr_port(&local);
+  return h->port >= 0 ? h->port == port : port == 80 || port == 443;
 }
 
 /* 1 if the handshake's Origin may use the chat: none given (not a
- * browser), the page's own host, or an allowed one. The page's own host
- * counts for a client on loopback only when it is a loopback name: a page
- * of evil.example whose name an attacker re-points at 127.0.0.1 (DNS
- * rebinding) sends Origin and Host of evil.example, which agree. *why
- * says what failed. */
+ * browser), an allowed one (--web-origin), or the page's own host (the
+ * Host header) when that Host is an address of this listener
+ * (host_is_own). *why says what failed. */
 static int origin_ok(const web_client_t *wc, const sk_http_request_t *req, const char **why) {
   const web_t *w = wc->web;
   size_t count;
@@ -555,14 +592,11 @@ static int origin_ok(const web_client_t *wc, const sk_http_request_t *req, const
         strncasecmp(w->o.origins[i], host, hlen) == 0)
       return 1;
   const sk_http_header_t *h = sk_http_header_find(req, "Host", NULL);
-  if (!h || h->value_len != hlen || strncasecmp(h->value, host, hlen) != 0)
+  sk_http_host_t parsed;
+  if (!h || h->value_len != hlen || strncasecmp(h->value, host, hlen) != 0 ||
+      sk_http_host_parse(h->value, h->value_len, &parsed) < 0)
     return 0;
-  if (peer_is_loopback(sk_conn_peer(wc->conn)) && !host_is_loopback_name(host, hlen)) {
-    *why = "Host is not a loopback name on a loopback connection (DNS rebinding?); "
-           "allow it with --web-origin";
-    return 0;
-  }
-  return 1;
+  return host_is_own(wc, &parsed, why);
 }
 
 /* The upgrade of GET /ws: answers 101 and makes the connection a chat
@@ -604,7 +638,7 @@ static int ws_upgrade(web_client_t *wc, const sk_http_request_t *req) {
   sk_timer_start(loop, &wc->timer, wc->web->o.ping_ms, wc->web->o.ping_ms);
   wc->why = "connection closed";
   sk_conn_t *c = wc->conn; /* outlives this round, unlike wc */
-  if (chat_user_open(wc->web->ch, &ws_sink_ops, wc, &wc->user) < 0) {
+  if (chat_user_open_from(wc->web->ch, &ws_sink_ops, wc, sk_conn_peer(c), &wc->user) < 0) {
     wc->user = NULL;
     ws_close_with(wc, SK_WS_CLOSE_INTERNAL, "out of memory");
     return -1;
@@ -623,25 +657,29 @@ static int http_request(web_client_t *wc, const sk_http_request_t *req) {
   get = get && memcmp(req->method, "GET", 3) == 0;
   head = head && memcmp(req->method, "HEAD", 4) == 0;
   size_t nhost;
-  sk_http_header_find(req, "Host", &nhost);
+  const sk_http_header_t *host = sk_http_header_find(req, "Host", &nhost);
+  sk_http_host_t parsed_host;
   uint64_t body = 0;
   int status = 0, keep = sk_http_keep_alive(req) && wc->requests + 1 < WEB_KEEPALIVE_REQUESTS;
-  const char *extra = NULL;
+  const char *extra = NULL, *why = NULL;
   if (sk_http_header_find(req, "Transfer-Encoding", NULL))
     status = 501;
   else if (sk_http_body_length(req, &body) < 0)
-    status = 400;
+    status = 400, why = "malformed Content-Length";
   else if (body > WEB_BODY_MAX)
     status = 413;
   else if (req->minor_version == 1 ? nhost != 1 : nhost > 1)
-    status = 400; /* RFC 9112 section 3.2 */
+    status = 400, why = nhost ? "more than one Host" : "no Host"; /* RFC 9112 section 3.2 */
+  else if (host && sk_http_host_parse(host->value, host->value_len, &parsed_host) < 0)
+    status = 400, why = "malformed Host"; /* not uri-host [":" port], RFC 9110 section 7.2 */
   else if (req->target[0] == '*' && (get || head))
     status = 400; /* "*" is for OPTIONS only */
   if (status) {
     int r = http_error(wc, status, head, 0, NULL);
     if (r < 0)
       return r;
-    web_log(wc, "refused a request: %d %s", status, sk_http_reason(status));
+    web_log(wc, "refused a request: %d %s%s%s", status, sk_http_reason(status), why ? ": " : "",
+            why ? why : "");
     web_close(wc);
     return -1;
   }

@@ -18,8 +18,12 @@
  * (a Content-Security-Policy without inline script, nosniff, no framing).
  *
  * WebSocket: RFC 6455 with no extension. The Origin of a handshake must be
- * the page's own host (the Host header) or one of the allowed origins;
- * non-browser clients that send no Origin are let in. Protocol errors are
+ * one of the allowed origins, or the page's own host (the Host header)
+ * when that Host is an address of the listener the connection arrived on
+ * (with its port) or, on a loopback listener, a loopback name: a rebound
+ * name (DNS rebinding) is refused from any peer. Non-browser clients that
+ * send no Origin are let in. A Host that is not uri-host [":" port] is
+ * answered 400 on every request. Protocol errors are
  * answered with the close code the decoder names (sockit/ws.h); binary
  * messages with 1003; a quiet client gets a ping after ping_ms and is
  * dropped when it has not answered ping_ms later.

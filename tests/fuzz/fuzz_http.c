@@ -18,7 +18,9 @@
  *  - the helpers agree with plain reference code: field counts, token
  *    lists, the body length, keep-alive; a 101 from sk_ws_check_upgrade
  *    only for a GET over HTTP/1.1 with one Host and one well-formed key;
- *    an Origin host lies inside its value.
+ *    an Origin host lies inside its value; a Host taken apart
+ *    (sk_http_host_parse) lies inside its value, which has no space, tab,
+ *    '@' or '/', and its port is in range.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -175,6 +177,15 @@ static void check_helpers(const sk_http_request_t *r) {
       CHECK(host > h->value && host + host_len == h->value + h->value_len && host_len >= 1);
       CHECK(!memchr(host, '/', host_len) && !memchr(host, '@', host_len) &&
             !memchr(host, ' ', host_len) && host[-1] == '/' && host[-2] == '/' && host[-3] == ':');
+    }
+    sk_http_host_t hp;
+    if (sk_http_host_parse(h->value, h->value_len, &hp) == 0) {
+      CHECK(hp.name >= h->value && hp.name + hp.name_len <= h->value + h->value_len);
+      CHECK(hp.port >= -1 && hp.port <= 65535);
+      CHECK(!memchr(h->value, ' ', h->value_len) && !memchr(h->value, '@', h->value_len) &&
+            !memchr(h->value, '/', h->value_len) && !memchr(h->value, '\t', h->value_len));
+      CHECK(hp.kind != SK_HTTP_HOST_IPV6 ||
+            (h->value[0] == '[' && hp.name == h->value + 1 && hp.name[hp.name_len] == ']'));
     }
   }
   /* Body length: no Transfer-Encoding, and every Content-Length the same

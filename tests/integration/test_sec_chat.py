@@ -590,3 +590,55 @@ def test_page_shows_mark(run):
         assert guest.startswith("guest")
     finally:
         page.close()
+
+
+def ws_user(port, src):
+    """A WebSocket chat user from address src; returns (socket, first text
+    message or close frame payload)."""
+    import base64
+    s = socket.socket()
+    s.settimeout(WAIT)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    assert buf.startswith(b"HTTP/1.1 101"), buf
+    rest = buf.split(b"\r\n\r\n", 1)[1]
+    texts = []
+    while len(texts) < 2:
+        while len(rest) < 2 or len(rest) < 2 + (rest[1] & 0x7f):
+            chunk = s.recv(4096)
+            if not chunk:
+                return s, texts
+            rest += chunk
+        n = rest[1] & 0x7f
+        assert n < 126, "short frames only in this test"
+        texts.append((rest[0] & 0x0f, rest[2:2 + n]))
+        rest = rest[2 + n:]
+    return s, texts
+
+
+def test_browser_users_count_per_address(run):
+    """The web side gives the chat each user's address: the per-address
+    limit holds for WebSocket users too (they share the count with line
+    clients from the same address)."""
+    p = run.sockit("chat", "serve", "tcp://127.0.0.1:0", "--web", "tcp://127.0.0.1:0",
+                   "--quiet", "--max-per-loopback", "2", name="sockit chat")
+    m = p.err.wait_for(rb"chat page: http://127\.0\.0\.1:(\d+)/")
+    web = int(m.group(1))
+    line = Line(p.port(), "127.0.0.4")
+    first, texts = ws_user(web, "127.0.0.4")
+    assert texts[0][0] == 1 and texts[0][1].startswith(b"HELLO "), texts
+    third, texts = ws_user(web, "127.0.0.4")
+    assert texts[0] == (1, b"ERR too-many-clients 2 clients from 127.0.0.4 already, the most "
+                           b"one address may have"), texts
+    other, texts = ws_user(web, "127.0.0.5")
+    assert texts[0][1].startswith(b"HELLO "), texts
+    for s in (first, third, other):
+        s.close()
+    line.close()

@@ -10,13 +10,17 @@
  * and versions), each refused with its status and no later than its first
  * bad byte, every prefix either "incomplete" or that status; the limits to
  * the byte (414, 431 for the size and for the field count). Helpers:
- * names, finding fields, token lists, body length, keep-alive, reasons. */
+ * names, finding fields, token lists, body length, keep-alive, reasons; the
+ * Host header taken apart (names, IPv4, IPv6 literals, ports; refusals),
+ * and every IPv6 literal of up to 9 characters over ":0f1." checked
+ * against inet_pton. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,6 +518,120 @@ static void test_reason(void **state) {
   assert_string_equal(sk_http_reason(-404), "Unknown");
 }
 
+/* ---- the Host header ------------------------------------------------------------------ */
+
+/* Parses s from a buffer of exactly its length (ASan sees a read past it). */
+static int host_parse(const char *s, sk_http_host_t *h) {
+  size_t n = strlen(s);
+  char *buf = malloc(n ? n : 1);
+  assert_non_null(buf);
+  memcpy(buf, s, n);
+  int r = sk_http_host_parse(buf, n, h);
+  if (r == 0) { /* point into s, as buf goes */
+    assert_true(h->name >= buf && h->name + h->name_len <= buf + n);
+    h->name = s + (h->name - buf);
+  }
+  free(buf);
+  return r;
+}
+
+static void test_host_parse(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    sk_http_host_kind_t kind;
+    const char *name;
+    const char *addr; /* inet_pton's text of the address, for the two IP kinds */
+    int port;
+  } ok[] = {
+      {"chat.example:8080", SK_HTTP_HOST_NAME, "chat.example", NULL, 8080},
+      {"chat.example", SK_HTTP_HOST_NAME, "chat.example", NULL, -1},
+      {"chat.example:", SK_HTTP_HOST_NAME, "chat.example", NULL, -1},
+      {"localhost:0", SK_HTTP_HOST_NAME, "localhost", NULL, 0},
+      {"a_b~c-d.e:65535", SK_HTTP_HOST_NAME, "a_b~c-d.e", NULL, 65535},
+      {"x!$&'()*+,;=y", SK_HTTP_HOST_NAME, "x!$&'()*+,;=y", NULL, -1},
+      {"caf%C3%A9.example:00080", SK_HTTP_HOST_NAME, "caf%C3%A9.example", NULL, 80},
+      {"", SK_HTTP_HOST_NAME, "", NULL, -1},
+      {"01.2.3.4", SK_HTTP_HOST_NAME, "01.2.3.4", NULL, -1},   /* leading zero: a name */
+      {"1.2.3.4.5", SK_HTTP_HOST_NAME, "1.2.3.4.5", NULL, -1},
+      {"256.1.1.1", SK_HTTP_HOST_NAME, "256.1.1.1", NULL, -1},
+      {"10.200.0.1:6680", SK_HTTP_HOST_IPV4, "10.200.0.1", "10.200.0.1", 6680},
+      {"0.0.0.0", SK_HTTP_HOST_IPV4, "0.0.0.0", "0.0.0.0", -1},
+      {"255.255.255.255:1", SK_HTTP_HOST_IPV4, "255.255.255.255", "255.255.255.255", 1},
+      {"[::1]:6680", SK_HTTP_HOST_IPV6, "::1", "::1", 6680},
+      {"[::]", SK_HTTP_HOST_IPV6, "::", "::", -1},
+      {"[2001:DB8::a:1]:", SK_HTTP_HOST_IPV6, "2001:DB8::a:1", "2001:db8::a:1", -1},
+      {"[1:2:3:4:5:6:7:8]", SK_HTTP_HOST_IPV6, "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8", -1},
+      {"[1:2:3:4:5:6:7::]", SK_HTTP_HOST_IPV6, "1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0", -1},
+      {"[::2:3:4:5:6:7:8]", SK_HTTP_HOST_IPV6, "::2:3:4:5:6:7:8", "0:2:3:4:5:6:7:8", -1},
+      {"[1::]:9", SK_HTTP_HOST_IPV6, "1::", "1::", 9},
+      {"[::ffff:10.200.0.1]:80", SK_HTTP_HOST_IPV6, "::ffff:10.200.0.1", "::ffff:10.200.0.1", 80},
+      {"[1:2:3:4:5:6:1.2.3.4]", SK_HTTP_HOST_IPV6, "1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:102:304",
+       -1},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    sk_http_host_t h;
+    if (host_parse(ok[i].in, &h) != 0)
+      fail_msg("'%s' refused", ok[i].in);
+    if (h.kind != ok[i].kind || h.port != ok[i].port || h.name_len != strlen(ok[i].name) ||
+        memcmp(h.name, ok[i].name, h.name_len) != 0)
+      fail_msg("'%s': kind %d name '%.*s' port %d", ok[i].in, (int)h.kind, (int)h.name_len,
+               h.name, h.port);
+    if (ok[i].addr) {
+      uint8_t want[16];
+      int v6 = ok[i].kind == SK_HTTP_HOST_IPV6;
+      assert_int_equal(inet_pton(v6 ? AF_INET6 : AF_INET, ok[i].addr, want), 1);
+      if (memcmp(h.addr, want, v6 ? 16 : 4) != 0)
+        fail_msg("'%s': wrong address bytes", ok[i].in);
+    }
+  }
+  static const char *const bad[] = {
+      "a b",          "a b:80",        "a\tb",          "user@chat.example", "chat.example/x",
+      "chat.example?", "chat.example#", "[::1",          "[::1]x",           "[::1]:80x",
+      "::1",          "a:b:c",          "chat:80:80",    "chat:-1",          "chat:65536",
+      "chat:99999999999", "chat: 80",   "%4",            "%zz.example",      "%",
+      "[]",           "[:]",            "[:::]",         "[1:::2]",          "[1::2::3]",
+      "[:1]",         "[1:]",           "[12345::]",     "[1:2:3:4:5:6:7:8:9]",
+      "[1:2:3:4:5:6:7:8::]", "[1:2:3:4::5:6:7:8]", "[1:2:3:4:5:6:7:1.2.3.4]",
+      "[::1.2.3]",    "[::1.2.3.04]",   "[::256.1.1.1]", "[::1.2.3.4:5]",    "[fe80::1%25eth0]",
+      "[v1.x]",       "[g::1]",         "\x80.example",  "caf\xc3\xa9.example",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    sk_http_host_t h;
+    if (host_parse(bad[i], &h) != SK_HTTP_BAD)
+      fail_msg("'%s' accepted", bad[i]);
+  }
+}
+
+/* Every IP literal of up to 9 characters over ":0f1." compared with
+ * inet_pton: our parser takes exactly what it takes, with the same bytes. */
+static void test_host_ipv6_against_inet_pton(void **state) {
+  (void)state;
+  static const char alphabet[] = ":0f1.";
+  char text[16], host[20];
+  unsigned long tried = 0;
+  for (size_t len = 0; len <= 9; len++) {
+    size_t combos = 1;
+    for (size_t k = 0; k < len; k++)
+      combos *= sizeof alphabet - 1;
+    for (size_t c = 0; c < combos; c++) {
+      size_t x = c;
+      for (size_t k = 0; k < len; k++, x /= sizeof alphabet - 1)
+        text[k] = alphabet[x % (sizeof alphabet - 1)];
+      text[len] = '\0';
+      snprintf(host, sizeof host, "[%s]", text);
+      uint8_t want[16];
+      sk_http_host_t h;
+      int theirs = inet_pton(AF_INET6, text, want) == 1;
+      int ours = host_parse(host, &h) == 0;
+      if (ours != theirs || (ours && memcmp(h.addr, want, 16) != 0))
+        fail_msg("'%s': ours %d, inet_pton %d", host, ours, theirs);
+      tried++;
+    }
+  }
+  assert_true(tried > 2000000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_valid_every_prefix),
@@ -528,6 +646,8 @@ int main(void) {
       cmocka_unit_test(test_body_length),
       cmocka_unit_test(test_keep_alive),
       cmocka_unit_test(test_reason),
+      cmocka_unit_test(test_host_parse),
+      cmocka_unit_test(test_host_ipv6_against_inet_pton),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
