@@ -2,11 +2,11 @@
  * socket, or a raw socket where that is not allowed, IPv4 and IPv6, with
  * the output and statistics of iputils ping. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,25 +15,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "sockit/icmp.h"
-
-static const char usage[] =
-    "Usage: sockit ping [OPTIONS] HOST\n"
-    "\n"
-    "Sends ICMP echo requests to HOST and reports each reply and, at the end\n"
-    "(after COUNT, or Ctrl-C), the statistics, in the layout of iputils ping.\n"
-    "Uses an unprivileged ICMP socket (net.ipv4.ping_group_range), or a raw\n"
-    "socket when that is not allowed and CAP_NET_RAW is held.\n"
-    "\n"
-    "Options:\n"
-    "  -c COUNT      stop after COUNT requests (and their replies)\n"
-    "  -i SECS       seconds between requests (default 1, at least 0.01)\n"
-    "  -W SECS       after the last request, wait this long for replies (default 10)\n"
-    "  -s SIZE       payload bytes (default 56, 8-65000)\n"
-    "  -4, -6        use IPv4 or IPv6 only\n"
-    "  -h, --help    this help\n"
-    "\n"
-    "Exit: 0 if any reply came, 1 if none (or a network error), 2 usage error.\n";
 
 #define RING 4096 /* send times kept for the last RING sequence numbers */
 
@@ -54,7 +37,59 @@ typedef struct {
   sk_timer_t tick, deadline;
   sk_io_t io;
   uint8_t *pkt;
+  const char *host;    /* as the user wrote it */
+  int host_is_name;    /* not an address literal: replies say "from NAME (ADDR)" */
+  int quiet, numeric;
 } ping_t;
+
+/* The command line, filled by the option table. */
+typedef struct {
+  unsigned long count;
+  uint64_t interval_ms, wait_ms;
+  unsigned long size;
+  int ipv4, ipv6, quiet, numeric;
+} ping_opts_t;
+
+static int count_fn(void *base, const char *arg, const char *cmd) {
+  ping_opts_t *o = base;
+  if (cli_parse_uint(arg, 1000000000, &o->count) < 0 || o->count == 0)
+    return cli_usage_error(cmd, "bad -c '%s': expected a count of 1 or more", arg), -1;
+  return 0;
+}
+
+static int interval_fn(void *base, const char *arg, const char *cmd) {
+  ping_opts_t *o = base;
+  if (cli_parse_seconds(arg, &o->interval_ms) < 0 || o->interval_ms < 10)
+    return cli_usage_error(cmd, "bad -i '%s': expected seconds, at least 0.01", arg), -1;
+  return 0;
+}
+
+static int size_fn(void *base, const char *arg, const char *cmd) {
+  ping_opts_t *o = base;
+  if (cli_parse_uint(arg, SK_ICMP_PAYLOAD_MAX, &o->size) < 0 || o->size < 8)
+    return cli_usage_error(cmd, "bad -s '%s': expected 8-65000 bytes", arg), -1;
+  return 0;
+}
+
+static const cli_opt_t options[] = {
+    {CLI_OPT_GROUP, .help = "Options:"},
+    {CLI_ROW(CLI_OPT_FN, 'c', NULL, "COUNT", "stop after COUNT requests (and their replies)", 0),
+     .fn = count_fn},
+    {CLI_ROW(CLI_OPT_FN, 'i', NULL, "SECS", "seconds between requests (default 1, at least 0.01)",
+             0),
+     .fn = interval_fn},
+    {CLI_ROW(CLI_OPT_SECONDS, 'W', NULL, "SECS",
+             "after the last request, wait this long for replies (default 10)",
+             offsetof(ping_opts_t, wait_ms))},
+    {CLI_ROW(CLI_OPT_FN, 's', NULL, "SIZE", "payload bytes (default 56, 8-65000)", 0),
+     .fn = size_fn},
+    {CLI_ROW(CLI_OPT_FLAG, '4', NULL, NULL, "use IPv4 only", offsetof(ping_opts_t, ipv4))},
+    {CLI_ROW(CLI_OPT_FLAG, '6', NULL, NULL, "use IPv6 only", offsetof(ping_opts_t, ipv6))},
+    {CLI_ROW(CLI_OPT_FLAG, 'q', NULL, NULL, "quiet: only the first line and the statistics",
+             offsetof(ping_opts_t, quiet))},
+    {CLI_ROW(CLI_OPT_FLAG, 'n', NULL, NULL, "numeric: replies show the address only",
+             offsetof(ping_opts_t, numeric))},
+    {CLI_OPT_END}};
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -69,6 +104,37 @@ static void fill_payload(uint8_t *p, size_t n, uint64_t t) {
 }
 
 static void finish(ping_t *pg) { sk_loop_stop(pg->loop); }
+
+/* An address as ping shows it: no port, no brackets. */
+static void bare_address(const sk_sockaddr_t *sa, char *out, size_t len) {
+  char text[SK_ENDPOINT_STRLEN];
+  sk_sockaddr_format(sa, text, sizeof text);
+  char *colon = strrchr(text, ':'); /* the address without ":0" */
+  if (colon)
+    *colon = '\0';
+  const char *shown = text[0] == '[' ? text + 1 : text;
+  size_t sl = strlen(shown);
+  snprintf(out, len, "%.*s", (int)(sl && shown[sl - 1] == ']' ? sl - 1 : sl), shown);
+}
+
+/* "64 bytes from localhost (127.0.0.1): icmp_seq=1 ttl=64 time=0.031 ms",
+ * as iputils prints it: the name the user gave when the reply comes from
+ * the address it resolved to (-n: the address alone). */
+static void print_reply(const ping_t *pg, const sk_sockaddr_t *from, const sk_icmp_echo_t *e,
+                        int ttl, double ms, int dup) {
+  char addr[SK_ENDPOINT_STRLEN];
+  bare_address(from, addr, sizeof addr);
+  if (pg->host_is_name && !pg->numeric && strcmp(addr, pg->dst_text) == 0)
+    printf("%zu bytes from %s (%s): icmp_seq=%u", e->payload_len + SK_ICMP_HDR, pg->host, addr,
+           (unsigned)e->seq);
+  else
+    printf("%zu bytes from %s: icmp_seq=%u", e->payload_len + SK_ICMP_HDR, addr, (unsigned)e->seq);
+  if (ttl >= 0)
+    printf(" ttl=%d", ttl);
+  printf(" time=%.*f ms%s\n", ms < 1 ? 3 : ms < 10 ? 2 : ms < 100 ? 1 : 0, ms,
+         dup ? " (DUP!)" : "");
+  fflush(stdout);
+}
 
 static void send_one(ping_t *pg) {
   uint16_t seq = (uint16_t)(pg->sent + 1);
@@ -142,19 +208,8 @@ static void on_readable(sk_loop_t *loop, sk_io_t *io, unsigned ev) {
       continue; /* not one we sent (or too old to know) */
     double ms = (double)(t - pg->send_ns[slot]) / 1e6;
     int dup = pg->got[slot];
-    char fromtext[SK_ENDPOINT_STRLEN];
-    sk_sockaddr_format(&from, fromtext, sizeof fromtext);
-    char *colon = strrchr(fromtext, ':'); /* the address without ":0" */
-    if (colon)
-      *colon = '\0';
-    const char *shown = fromtext[0] == '[' ? fromtext + 1 : fromtext;
-    size_t sl = strlen(shown);
-    printf("%zu bytes from %.*s: icmp_seq=%u", e.payload_len + SK_ICMP_HDR,
-           (int)(sl && shown[sl - 1] == ']' ? sl - 1 : sl), shown, (unsigned)e.seq);
-    if (ttl >= 0)
-      printf(" ttl=%d", ttl);
-    printf(" time=%.*f ms%s\n", ms < 1 ? 3 : ms < 10 ? 2 : ms < 100 ? 1 : 0, ms, dup ? " (DUP!)" : "");
-    fflush(stdout);
+    if (!pg->quiet)
+      print_reply(pg, &from, &e, ttl, ms, dup);
     if (dup) {
       pg->dups++;
       continue;
@@ -226,45 +281,23 @@ static int open_socket(ping_t *pg, char *why, size_t whylen) {
 static int run(int argc, char **argv) {
   static ping_t pg;
   memset(&pg, 0, sizeof pg);
-  pg.interval_ms = 1000;
-  pg.wait_ms = 10000;
-  pg.size = 56;
-  int want_family = AF_UNSPEC, c;
-  unsigned long ul;
-  static const struct option longopts[] = {{0, 0, 0, 0}};
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "c:i:W:s:46", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'c':
-      if (cli_parse_uint(optarg, 1000000000, &pg.count) < 0 || pg.count == 0)
-        return cli_usage_error("ping", "bad -c '%s': expected a count of 1 or more", optarg);
-      break;
-    case 'i':
-      if (cli_parse_seconds(optarg, &pg.interval_ms) < 0 || pg.interval_ms < 10)
-        return cli_usage_error("ping", "bad -i '%s': expected seconds, at least 0.01", optarg);
-      break;
-    case 'W':
-      if (cli_parse_seconds(optarg, &pg.wait_ms) < 0)
-        return cli_usage_error("ping", "bad -W '%s': expected seconds", optarg);
-      break;
-    case 's':
-      if (cli_parse_uint(optarg, SK_ICMP_PAYLOAD_MAX, &ul) < 0 || ul < 8)
-        return cli_usage_error("ping", "bad -s '%s': expected 8-65000 bytes", optarg);
-      pg.size = ul;
-      break;
-    case '4': want_family = AF_INET; break;
-    case '6': want_family = AF_INET6; break;
-    default:
-      if (optopt)
-        return cli_usage_error("ping", "option -%c is unknown or needs a value", optopt);
-      return cli_usage_error("ping", "unknown option '%s'", argv[optind - 1]);
-    }
-  }
-  if (optind != argc - 1)
-    return cli_usage_error("ping", optind >= argc ? "missing HOST" : "expected one HOST");
-  const char *host = argv[optind];
-
+  ping_opts_t o = {.interval_ms = 1000, .wait_ms = 10000, .size = 56};
+  int first;
+  if (cli_opts_parse("ping", options, &o, argc, argv, &first) < 0)
+    return EXIT_USAGE;
+  if (o.ipv4 && o.ipv6)
+    return cli_usage_error("ping", "-4 and -6 contradict each other: choose one");
+  if (first != argc - 1)
+    return cli_usage_error("ping", first >= argc ? "missing HOST" : "expected one HOST");
+  pg.count = o.count;
+  pg.interval_ms = o.interval_ms;
+  pg.wait_ms = o.wait_ms;
+  pg.size = o.size;
+  pg.quiet = o.quiet;
+  pg.numeric = o.numeric;
+  int want_family = o.ipv4 ? AF_INET : o.ipv6 ? AF_INET6 : AF_UNSPEC;
+  const char *host = argv[first];
+  pg.host = host;
   struct addrinfo hints = {.ai_family = want_family, .ai_socktype = SOCK_RAW}, *res;
   int rc = getaddrinfo(host, NULL, &hints, &res);
   if (rc != 0) {
@@ -275,14 +308,8 @@ static int run(int argc, char **argv) {
   memcpy(&pg.dst.ss, res->ai_addr, res->ai_addrlen);
   pg.dst.len = res->ai_addrlen;
   freeaddrinfo(res);
-  sk_sockaddr_format(&pg.dst, pg.dst_text, sizeof pg.dst_text);
-  char *colon = strrchr(pg.dst_text, ':');
-  if (colon)
-    *colon = '\0';
-  if (pg.dst_text[0] == '[') {
-    memmove(pg.dst_text, pg.dst_text + 1, strlen(pg.dst_text));
-    pg.dst_text[strlen(pg.dst_text) - 1] = '\0';
-  }
+  bare_address(&pg.dst, pg.dst_text, sizeof pg.dst_text);
+  pg.host_is_name = strcmp(host, pg.dst_text) != 0;
 
   char why[512];
   pg.fd = open_socket(&pg, why, sizeof why);
@@ -329,5 +356,13 @@ const cli_command_t cli_ping = {
     .name = "ping",
     .run = run,
     .summary = "ICMP echo to a host (unprivileged ICMP socket, or raw)",
-    .usage = usage,
+    .usage = "Usage: sockit ping [OPTIONS] HOST\n"
+             "\n"
+             "Sends ICMP echo requests to HOST and reports each reply and, at the end\n"
+             "(after COUNT, or Ctrl-C), the statistics, in the layout of iputils ping.\n"
+             "Uses an unprivileged ICMP socket (net.ipv4.ping_group_range), or a raw\n"
+             "socket when that is not allowed and CAP_NET_RAW is held.\n"
+             "\n",
+    .options = options,
+    .usage_tail = "\nExit: 0 if any reply came, 1 if none (or a network error), 2 usage error.\n",
 };
