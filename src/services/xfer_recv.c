@@ -24,8 +24,10 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "services/xfer_int.h"
@@ -124,6 +126,36 @@ static long part_name(const receiver_t *r, const rentry_t *e, size_t leaf, char 
     snprintf(out + 2 + 2 * i, 3, "%02x", h[i]);
   memcpy(out + 34, ".part", 6);
   return 39;
+}
+
+/* In a drop box, a file a keyed sender stored carries this attribute:
+ * SHA-256("owner" NUL key NUL name), so that the same sender (and only
+ * it) may later be offered HAVE for it, not a second copy. */
+#define OWNER_XATTR "user.sockit.owner"
+
+static void owner_tag(const receiver_t *r, const rentry_t *e, uint8_t tag[SK_XFER_HASH_LEN]) {
+  unsigned char msg[6 + SK_XFER_KEY_LEN + 1 + SK_XFER_PATH_MAX];
+  unsigned hlen = 0;
+  memcpy(msg, "owner", 6);
+  memcpy(msg + 6, r->key, SK_XFER_KEY_LEN);
+  msg[6 + SK_XFER_KEY_LEN] = 0;
+  memcpy(msg + 7 + SK_XFER_KEY_LEN, rname(r, e), e->name_len);
+  if (!EVP_Digest(msg, 7 + SK_XFER_KEY_LEN + e->name_len, tag, &hlen, EVP_sha256(), NULL))
+    RAND_bytes(tag, SK_XFER_HASH_LEN); /* matches nothing */
+}
+
+/* 1 if the file base (in pfd) was stored by this session's keyed sender. */
+static int owned(const receiver_t *r, const rentry_t *e, int pfd, const char *base) {
+  if (!r->keyed)
+    return 0;
+  int fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0)
+    return 0;
+  uint8_t want[SK_XFER_HASH_LEN], have[SK_XFER_HASH_LEN];
+  ssize_t n = fgetxattr(fd, OWNER_XATTR, have, sizeof have);
+  close(fd);
+  owner_tag(r, e, want);
+  return n == (ssize_t)sizeof have && CRYPTO_memcmp(want, have, sizeof have) == 0;
 }
 
 /* The process umask, without changing it (other threads may create files). */
@@ -463,7 +495,8 @@ static void plan(receiver_t *r) {
         continue;
       }
       /* A drop box never compares with what another sender may have written. */
-      e->plan = S_ISREG(st.st_mode) && (uint64_t)st.st_size == e->size && !r->o->shared
+      e->plan = S_ISREG(st.st_mode) && (uint64_t)st.st_size == e->size &&
+                        (!r->o->shared || owned(r, e, pfd, name + leaf))
                     ? PLAN_HAVE : PLAN_CONFLICT;
     }
     if (e->kind == SK_XFER_KIND_DIR || e->plan == PLAN_HAVE)
@@ -792,6 +825,12 @@ static int prepare(receiver_t *r, const rentry_t *e, int fd, int mode_set, char 
       futimens(fd, times) < 0) {
     snprintf(why, whylen, "set mode and time: %s", strerror(errno));
     return SK_XFER_RES_FAILED;
+  }
+  if (r->o->shared && r->keyed) { /* best effort: without it, a re-send is a new copy */
+    uint8_t tag[SK_XFER_HASH_LEN];
+    owner_tag(r, e, tag);
+    if (fsetxattr(fd, OWNER_XATTR, tag, sizeof tag, 0) < 0)
+      errno = 0;
   }
   return 0;
 }
