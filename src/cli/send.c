@@ -30,6 +30,8 @@ static const char usage[] =
     "  --connect-timeout SECS give up connecting after SECS\n"
     "  --idle-timeout SECS    give up after SECS without progress (default 30)\n"
     "  -q, --quiet            no progress or summary on a terminal (errors still)\n"
+    "  --state-dir DIR        where the resume key is kept (a drop box lets only its\n"
+    "                         holder resume; default ~/.local/state/sockit)\n"
     "  -h, --help             this help\n"
     "\n"
     "Progress and a summary are shown when standard error is a terminal; otherwise\n"
