@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cli/cli.h"
 #include "cli/xfer_ui.h"
 
@@ -149,6 +151,12 @@ static void *sender_main(void *arg) {
   }
   close(s->conn.fd);
   xfer_guard_leave(k->guard, &s->addr, &s->conn);
+  xui_free(&s->u);
+  free(s);
+  /* Everything of ours is freed before the count goes down: the process
+   * may exit as soon as it is 0. That includes this thread's OpenSSL state
+   * (its random generator), which its exit would free too late. */
+  OPENSSL_thread_stop();
   pthread_mutex_lock(&k->lock);
   k->active--;
   k->code = rc == 0 ? EXIT_OK : EXIT_NET;
@@ -156,8 +164,6 @@ static void *sender_main(void *arg) {
     k->interrupted = 1;
   pthread_cond_broadcast(&k->changed);
   pthread_mutex_unlock(&k->lock);
-  xui_free(&s->u);
-  free(s);
   return NULL;
 }
 
