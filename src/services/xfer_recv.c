@@ -1339,7 +1339,9 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
   rc = xout_msg(&r.out, c, NULL, &m, err, errlen);
   if (rc < 0)
     goto out;
+  xwatch_pause(c, 1); /* making (and syncing) directories: this side is busy */
   make_dirs(&r);
+  xwatch_pause(c, 0);
   r.prog.files = st->files;
   r.prog.total_size = st->bytes;
   r.prog.started_ms = xfer_now_ms(); /* accepted: the content starts moving */
@@ -1401,7 +1403,9 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
   if (rc == 0)
     rc = commit_batch(&r, 0);
   if (rc == 0) {
+    xwatch_pause(c, 1);
     finish_dirs(&r);
+    xwatch_pause(c, 0);
     memset(&m, 0, sizeof m);
     m.type = SK_XFER_DONE;
     rc = xout_msg(&r.out, c, NULL, &m, err, errlen);
