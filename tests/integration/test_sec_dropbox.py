@@ -393,6 +393,38 @@ def test_keepalive_while_hashing_is_bounded(run, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["receive", "hub"])
+def test_max_sessions_waits_and_a_silent_holder_is_ended(run, tmp_path, kind):
+    rx, port, drop = dropbox(run, tmp_path, kind, "--max-sessions=1", "--min-rate=1K",
+                             "--rate-window=2")
+    first = Sender.start(port, [("a.bin", 10)])
+    assert first.want()[1] == WANT_FULL
+    # The one slot is taken: the next sender waits in the backlog...
+    second = Raw.connect(port)
+    second.s.settimeout(1.0)
+    with pytest.raises(socket.timeout):
+        second.read_frame()
+    # ...until the silent first one is ended by the rate watchdog (before
+    # the fix, any sender could hold the only slot for its idle timeout
+    # again and again by trickling bytes).
+    second.s.settimeout(LONG)
+    t, _ = second.read_frame()
+    assert t == HELLO
+    rx.err.wait_for(rb"ended: 0 bytes moved in 2\.0 s", WAIT)
+    with pytest.raises((EOFError, OSError)):
+        first.read_frame()
+    first.close()
+    second.send(hello_key(), manifest(1, 1, 5), entry("b.bin", 1))
+    r = Sender(second.s)
+    assert r.want()[1] == WANT_FULL
+    r.send(file_data(0), b"b", file_end(0, b"b"))
+    assert r.result() == (0, RES_STORED, "")
+    r.close()
+    assert sorted(os.listdir(drop)) == ["b.bin"]
+    rx.signal(signal.SIGTERM)
+    rx.expect_exit(0, LONG)
+
+
+@pytest.mark.parametrize("kind", ["receive", "hub"])
 def test_more_than_max_per_address_are_told_busy(run, tmp_path, kind):
     rx, port, drop = dropbox(run, tmp_path, kind, "--max-per-address=1")
     first = Sender.start(port, [("a.bin", 1)])
@@ -404,6 +436,12 @@ def test_more_than_max_per_address_are_told_busy(run, tmp_path, kind):
     assert code == 4 and "busy: 1 transfers from your address already" in text, (code, text)
     second.close()
     rx.err.wait_for(rb"refused: .*(--max-per-address)", WAIT)
+    # A real sender is told the same, and says it.
+    f = tmp_path / "b.bin"
+    f.write_bytes(b"b")
+    tx = sender(run, port, f, args=("--state-dir", str(tmp_path / "st")))
+    tx.expect_exit(1, LONG)
+    assert "busy: 1 transfers from your address already" in tx.err.text()
     first.send(file_data(0), b"a", file_end(0, b"a"))
     assert first.result() == (0, RES_STORED, "")
     first.close()
