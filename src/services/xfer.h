@@ -59,7 +59,7 @@
 #define XFER_MIN_RATE_DEFAULT 4096u             /* bytes/s a sender must keep up (--min-rate) */
 #define XFER_RATE_WINDOW_MS_DEFAULT 60000u      /* ... in every window this long (--rate-window) */
 #define XFER_KEEPALIVE_GRACE_MS 10000u          /* a sender hashing a prefix may send KEEPALIVE */
-#define XFER_KEEPALIVE_HASH_RATE (32ull << 20)  /* ... for GRACE + prefix / this (bytes/s) */
+#define XFER_KEEPALIVE_HASH_RATE (8ull << 20)   /* ... for GRACE + prefix / this (bytes/s) */
 
 /* Engine results beyond negative errnos. */
 #define XFER_EFILES (-4101)   /* the session ended, but some files failed (see the reports) */
