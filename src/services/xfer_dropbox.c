@@ -66,8 +66,9 @@ struct xfer_guard {
   pthread_t thread;
 };
 
-/* 1 if a and b are the same IP address (ports aside; an IPv4-mapped IPv6
- * address is its IPv4 one); unix peers are never the same. */
+/* The IP address of a, ports aside (an IPv4-mapped IPv6 address gives its
+ * IPv4 one), with its length in *len; NULL for a unix peer (not counted
+ * per address). */
 static const unsigned char *ip_bytes(const sk_sockaddr_t *a, size_t *len) {
   if (a->ss.ss_family == AF_INET) {
     *len = 4;
@@ -83,6 +84,7 @@ static const unsigned char *ip_bytes(const sk_sockaddr_t *a, size_t *len) {
   return NULL;
 }
 
+/* The count of peer's address, or NULL when it has none. Lock held. */
 static addr_count_t *find_addr(xfer_guard_t *g, const sk_sockaddr_t *peer) {
   size_t la, lb;
   const unsigned char *a = ip_bytes(peer, &la);
