@@ -14,7 +14,8 @@
  * the field holding the wrong byte is complete (a length that cannot fit
  * its type, from its first byte), without waiting for the rest.
  *
- *   HELLO     both, first  magic "SKXF" | version u16 | role u8 | 0 u8         8
+ *   HELLO     both, first  magic "SKXF" | version u16 | role u8 | flags u8     8
+ *                          [| key[32], a sender's, when flags = 1]          or 40
  *   MANIFEST  sender       count u32 | total u64 | name_bytes u32            16
  *   ENTRY     sender       kind u8 | mode u32 | mtime_sec i64 |
  *                          mtime_nsec u32 | size u64 | name             25 + n
@@ -56,6 +57,7 @@ extern "C" {
 #define SK_XFER_NAMES_MAX (16u << 20) /* bytes of all names of a manifest together */
 #define SK_XFER_WINDOW 256        /* WANTs a receiver may have outstanding */
 #define SK_XFER_HASH_LEN 32       /* SHA-256 */
+#define SK_XFER_KEY_LEN 32        /* a sender's resume key (HELLO) */
 #define SK_XFER_HDR 5             /* type + length */
 #define SK_XFER_ENTRY_FIXED 25    /* ENTRY payload before the name */
 #define SK_XFER_FRAME_MAX (SK_XFER_HDR + SK_XFER_ENTRY_FIXED + SK_XFER_PATH_MAX)
@@ -79,6 +81,12 @@ enum {
 
 /* HELLO role. */
 enum { SK_XFER_ROLE_SENDER = 1, SK_XFER_ROLE_RECEIVER = 2 };
+
+/* HELLO flags: KEY = a sender's resume key follows (SK_XFER_KEY_LEN bytes;
+ * version 1 only, payload 40 bytes). A shared receiver (a drop box) names
+ * its partial files from it, so that only the sender holding the key can
+ * resume them (docs/xfer.md). Other bits are reserved (0). */
+#define SK_XFER_HELLO_KEY 1
 
 /* ENTRY kind. A directory has size 0. */
 enum { SK_XFER_KIND_FILE = 1, SK_XFER_KIND_DIR = 2 };
@@ -136,6 +144,8 @@ typedef struct {
     struct {
       uint16_t version;
       uint8_t role;
+      uint8_t has_key;                /* a sender's resume key follows */
+      uint8_t key[SK_XFER_KEY_LEN];
     } hello;
     struct {
       uint32_t count;      /* entries that follow, 1..SK_XFER_COUNT_MAX */

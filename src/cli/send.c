@@ -30,6 +30,8 @@ static const char usage[] =
     "  --connect-timeout SECS give up connecting after SECS\n"
     "  --idle-timeout SECS    give up after SECS without progress (default 30)\n"
     "  -q, --quiet            no progress or summary on a terminal (errors still)\n"
+    "  --state-dir DIR        where the resume key is kept (a drop box lets only its\n"
+    "                         holder resume; default ~/.local/state/sockit)\n"
     "  -h, --help             this help\n"
     "\n"
     "Progress and a summary are shown when standard error is a terminal; otherwise\n"
@@ -61,7 +63,7 @@ static int run(int argc, char **argv) {
   cli_tls_t tls;
   memset(&tls, 0, sizeof tls);
   int listen_mode = 0, json = 0, quiet = 0, c;
-  const char *port_file = NULL;
+  const char *port_file = NULL, *state_dir = NULL;
   uint64_t connect_ms = 0, idle_ms = XFER_IDLE_MS_DEFAULT;
   opterr = 0;
   optind = 1;
@@ -79,6 +81,10 @@ static int run(int argc, char **argv) {
         return cli_usage_error("send", "bad --idle-timeout '%s': expected seconds", optarg);
       break;
     case 'q': quiet = 1; break;
+    case CLI_TLS_STATE_DIR: /* also where the resume key is kept, so not TLS-only */
+      state_dir = optarg;
+      tls.cfg.state_dir = optarg;
+      break;
     default:
       if (c >= CLI_TLS_CA) {
         int r = cli_tls_option(&tls, c, optarg, "send");
@@ -117,6 +123,14 @@ static int run(int argc, char **argv) {
     xui_free(&u);
     return EXIT_NET;
   }
+  /* The resume key for this receiver: a drop box lets only its holder
+   * resume a partial file. Without a state directory, none: a cut
+   * transfer to a drop box then starts over. */
+  char receiver_text[SK_ENDPOINT_STRLEN];
+  uint8_t key[SK_XFER_KEY_LEN];
+  sk_endpoint_format(&ep, receiver_text, sizeof receiver_text);
+  if (xfer_resume_key(state_dir, receiver_text, key, err, sizeof err) == 0)
+    xfer_manifest_set_key(m, key);
   /* The TLS context after the listing (its errors come first) and before
    * listening (a server prints its pin for the receiver's --pin). */
   sk_tls_ctx_t *ctx = NULL;

@@ -68,8 +68,29 @@ static int add(const char *endpoint, svc_dropbox_opts_t *o) {
   return EXIT_OK;
 }
 
+/* Sets a limit from "--max-sessions=N" and the like; 1 if w was one, -1
+ * if it was one with a bad value, 0 if not one of them. */
+static int limit_option(const char *w, xfer_limits_t *lim) {
+  const char *v = strchr(w, '=');
+  unsigned long n;
+  if (!v || !v[1])
+    return 0;
+  size_t klen = (size_t)(v - w);
+  v++;
+  if (klen == 14 && strncmp(w, "--max-sessions", klen) == 0)
+    return cli_parse_uint(v, 100000, &n) == 0 && n > 0 ? (lim->max_sessions = (unsigned)n, 1) : -1;
+  if (klen == 17 && strncmp(w, "--max-per-address", klen) == 0)
+    return cli_parse_uint(v, 100000, &n) == 0 && n > 0 ? (lim->max_per_addr = (unsigned)n, 1) : -1;
+  if (klen == 10 && strncmp(w, "--min-rate", klen) == 0)
+    return xui_parse_size(v, &lim->min_rate) == 0 && lim->min_rate > 0 ? 1 : -1;
+  if (klen == 13 && strncmp(w, "--rate-window", klen) == 0)
+    return cli_parse_seconds(v, &lim->rate_window_ms) == 0 && lim->rate_window_ms > 0 ? 1 : -1;
+  return 0;
+}
+
 int serve_xfer_config(char **words, int nw, const char *path, int lineno, int verbose) {
-  svc_dropbox_opts_t o = {.dir = SVC_DROPBOX_DIR, .verbose = verbose};
+  xfer_limits_t lim = {0};
+  svc_dropbox_opts_t o = {.dir = SVC_DROPBOX_DIR, .verbose = verbose, .limits = &lim};
   const char *endpoint = NULL;
   for (int i = 0; i < nw; i++) {
     const char *w = words[i], *v = strchr(w, '=');
@@ -87,10 +108,13 @@ int serve_xfer_config(char **words, int nw, const char *path, int lineno, int ve
       o.max_files = (uint32_t)n;
     } else if (v && strncmp(w, "--max-total=", 12) == 0 && xui_parse_size(v + 1, &o.max_total) == 0) {
       continue;
+    } else if (limit_option(w, &lim) > 0) {
+      continue;
     } else if (!(v && strncmp(w, "--idle-timeout=", 15) == 0 &&
                  cli_parse_seconds(v + 1, &o.idle_ms) == 0 && o.idle_ms > 0)) {
       cli_error("%s:%d: bad xfer option '%s' (expected --dir=DIR, --max-files=N, "
-                "--max-total=SIZE or --idle-timeout=SECS)", path, lineno, w);
+                "--max-total=SIZE, --idle-timeout=SECS, --max-sessions=N, --max-per-address=N, "
+                "--min-rate=SIZE or --rate-window=SECS)", path, lineno, w);
       return EXIT_USAGE;
     }
   }

@@ -45,7 +45,8 @@ static uint8_t *put64(uint8_t *p, uint64_t v) {
 /* ---- per-type payload sizes -------------------------------------------------------- */
 
 #define HELLO_LEN 8
-#define HELLO_LEN_MAX 64 /* later versions may say more; version 1 says exactly 8 */
+#define HELLO_KEY_LEN (HELLO_LEN + SK_XFER_KEY_LEN) /* a version 1 sender's HELLO with a key */
+#define HELLO_LEN_MAX 64 /* later versions may say more; version 1 says 8, or 40 with a key */
 #define MANIFEST_LEN 16
 #define WANT_LEN (4 + 1 + 8 + SK_XFER_HASH_LEN)
 #define FILE_LEN (4 + 1 + 8)
@@ -109,12 +110,18 @@ static long check_fields(int type, const uint8_t *p, size_t have, uint32_t plen,
     for (size_t i = 0; i < 4 && i < have; i++)
       if (p[i] != (uint8_t)SK_XFER_MAGIC[i])
         return bad(why, whylen, "%s: bad magic byte %zu (not a sockit send/receive peer)", t, i);
-    if (have >= 6 && get16(p + 4) == SK_XFER_VERSION && plen != HELLO_LEN)
-      return bad(why, whylen, "%s: version 1 payload must be 8 bytes, not %u", t, (unsigned)plen);
+    if (have >= 6 && get16(p + 4) == SK_XFER_VERSION && plen != HELLO_LEN && plen != HELLO_KEY_LEN)
+      return bad(why, whylen, "%s: version 1 payload must be 8 bytes (40 with a key), not %u", t,
+                 (unsigned)plen);
     if (have >= 7 && p[6] != SK_XFER_ROLE_SENDER && p[6] != SK_XFER_ROLE_RECEIVER)
       return bad(why, whylen, "%s: bad role %u", t, p[6]);
-    if (have >= 8 && p[7] != 0)
-      return bad(why, whylen, "%s: reserved byte is %u, not 0", t, p[7]);
+    if (have >= 8 && (p[7] & ~SK_XFER_HELLO_KEY) != 0)
+      return bad(why, whylen, "%s: reserved flag bits in %u, not 0", t, p[7]);
+    if (have >= 8 && p[7] == SK_XFER_HELLO_KEY && p[6] != SK_XFER_ROLE_SENDER)
+      return bad(why, whylen, "%s: only a sender sends a key", t);
+    if (have >= 8 && get16(p + 4) == SK_XFER_VERSION &&
+        (p[7] == SK_XFER_HELLO_KEY) != (plen == HELLO_KEY_LEN))
+      return bad(why, whylen, "%s: flags %u with a %u-byte payload", t, p[7], (unsigned)plen);
     return 0;
   case SK_XFER_MANIFEST:
     if (have >= 4 && (get32(p) == 0 || get32(p) > SK_XFER_COUNT_MAX))
@@ -210,6 +217,10 @@ long sk_xfer_parse(const void *buf, size_t len, sk_xfer_msg_t *m, char *why, siz
   case SK_XFER_HELLO:
     m->u.hello.version = get16(p + 4);
     m->u.hello.role = p[6];
+    if (p[7] == SK_XFER_HELLO_KEY && m->u.hello.version == SK_XFER_VERSION) {
+      m->u.hello.has_key = 1;
+      memcpy(m->u.hello.key, p + HELLO_LEN, SK_XFER_KEY_LEN);
+    }
     break;
   case SK_XFER_MANIFEST:
     m->u.manifest.count = get32(p);
@@ -268,7 +279,11 @@ long sk_xfer_encode(const sk_xfer_msg_t *m, void *buf, size_t cap) {
     memcpy(p, SK_XFER_MAGIC, 4);
     p = put16(p + 4, m->u.hello.version);
     *p++ = m->u.hello.role;
-    *p++ = 0;
+    *p++ = m->u.hello.has_key ? SK_XFER_HELLO_KEY : 0;
+    if (m->u.hello.has_key) {
+      memcpy(p, m->u.hello.key, SK_XFER_KEY_LEN);
+      p += SK_XFER_KEY_LEN;
+    }
     break;
   case SK_XFER_MANIFEST:
     p = put32(p, m->u.manifest.count);

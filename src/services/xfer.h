@@ -53,6 +53,13 @@
 #define XFER_COMMIT_BYTES (8u << 20)            /* ... or this many bytes of them */
 #define XFER_RENAME_TRIES 1000                  /* --rename gives up after "name (999)" */
 #define XFER_DRAIN_MS 2000u                     /* after sending ERROR, read the peer out */
+/* A drop box (shared receiver: the hub's, `receive --keep-open`). */
+#define XFER_MAX_SESSIONS_DEFAULT 16u           /* senders served at once (--max-sessions) */
+#define XFER_MAX_PER_ADDR_DEFAULT 4u            /* of them from one IP address (--max-per-address) */
+#define XFER_MIN_RATE_DEFAULT 4096u             /* bytes/s a sender must keep up (--min-rate) */
+#define XFER_RATE_WINDOW_MS_DEFAULT 60000u      /* ... in every window this long (--rate-window) */
+#define XFER_KEEPALIVE_GRACE_MS 10000u          /* a sender hashing a prefix may send KEEPALIVE */
+#define XFER_KEEPALIVE_HASH_RATE (8ull << 20)   /* ... for GRACE + prefix / this (bytes/s) */
 
 /* Engine results beyond negative errnos. */
 #define XFER_EFILES (-4101)   /* the session ended, but some files failed (see the reports) */
@@ -71,6 +78,8 @@
  * `stream` and `tls` are not set together. `cancel_fd` (or -1): readable
  * means give up now (a signal's self-pipe, the drop box's stop timer);
  * checked by every wait. */
+typedef struct xfer_watch xfer_watch_t;
+
 typedef struct {
   int fd;
   sk_stream_t *stream;
@@ -78,6 +87,7 @@ typedef struct {
   int cancel_fd;
   uint64_t idle_ms; /* 0 = XFER_IDLE_MS_DEFAULT */
   char peer[SK_ENDPOINT_STRLEN]; /* for messages */
+  xfer_watch_t *watch; /* a drop box's watch over this session (xfer_guard_watch), or NULL */
 } xfer_conn_t;
 
 /* ---- what the engines tell their caller ------------------------------------------- */
@@ -167,6 +177,16 @@ typedef struct xfer_manifest xfer_manifest_t;
 int xfer_manifest_build(xfer_manifest_t **out, char *const *paths, int npaths,
                         const xfer_ui_t *ui, char *err, size_t errlen);
 void xfer_manifest_free(xfer_manifest_t *m);
+/* Gives m a resume key, sent in HELLO: a drop box lets only the holder of
+ * the key that started a partial file resume it. */
+void xfer_manifest_set_key(xfer_manifest_t *m, const uint8_t key[SK_XFER_KEY_LEN]);
+/* The resume key for receiver (the endpoint as the user names it):
+ * HMAC-SHA256 of "sockit xfer resume key v1" NUL receiver, keyed with the
+ * 32 random bytes of STATE_DIR/xfer-resume.key (made, mode 0600, on first
+ * use; state_dir NULL = $XDG_STATE_HOME/sockit or ~/.local/state/sockit).
+ * Returns 0, or a negative errno with err filled (no state directory). */
+int xfer_resume_key(const char *state_dir, const char *receiver, uint8_t key[SK_XFER_KEY_LEN],
+                    char *err, size_t errlen);
 uint32_t xfer_manifest_count(const xfer_manifest_t *m);
 uint64_t xfer_manifest_bytes(const xfer_manifest_t *m);
 
@@ -188,6 +208,12 @@ typedef struct {
   int existing;         /* XFER_KEEP, XFER_OVERWRITE or XFER_RENAME */
   uint32_t max_files;   /* 0 = XFER_MAX_FILES_DEFAULT */
   uint64_t max_total;   /* 0 = XFER_MAX_TOTAL_DEFAULT */
+  /* A drop box: the directory is shared by senders who do not trust each
+   * other. No file a sender did not write is hashed or compared (an
+   * existing name is a clash, never HAVE/CHECK); partial files are named
+   * from the sender's resume key (HELLO), so only that sender finds and
+   * resumes them, and a keyless sender's are removed when it fails. */
+  int shared;
 } xfer_recv_opts_t;
 
 /* Receives one sender's transfer over c into o->dirfd. Returns as
@@ -215,6 +241,7 @@ typedef struct {
   uint64_t max_total;   /* 0 = default */
   uint64_t idle_ms;     /* 0 = XFER_IDLE_MS_DEFAULT */
   uint64_t grace_ms;    /* at stop, a transfer in progress gets this long; 0 = 2000 */
+  const struct xfer_limits *limits; /* sessions and rates; NULL = the defaults */
   int verbose;          /* log a line per sender, not only failures */
   void (*log)(void *ctx, const char *line);
   void *log_ctx;
@@ -235,6 +262,43 @@ int svc_dropbox_attach(svc_dropbox_t *d, sk_loop_t *loop);
 void svc_dropbox_stop(svc_dropbox_t *d);
 /* Frees d; call after the loop it was attached to has ended. */
 void svc_dropbox_free(svc_dropbox_t *d);
+
+/* ---- a drop box's guard: how many senders, how slow -------------------------------------- */
+
+/* Zero fields take the XFER_*_DEFAULT values. */
+typedef struct xfer_limits {
+  unsigned max_sessions;   /* senders served at once */
+  unsigned max_per_addr;   /* of them from one IP address (unix peers are not counted) */
+  uint64_t min_rate;       /* bytes/s a sender must move while the receiver waits for it */
+  uint64_t rate_window_ms; /* measured over each window this long */
+} xfer_limits_t;
+
+/* The sessions of one drop box and a watchdog thread over them: a session
+ * that moves fewer than min_rate * window bytes in a window while the
+ * receiver waits on it (not while the receiver itself hashes, syncs or
+ * asks, nor while its sender hashes a prefix under KEEPALIVE) is ended:
+ * its socket is shut down, and xfer_watch_reason says why. */
+typedef struct xfer_guard xfer_guard_t;
+
+int xfer_guard_new(xfer_guard_t **out, const xfer_limits_t *lim, char *err, size_t errlen);
+/* Ends the watchdog; call after every session has left. */
+void xfer_guard_free(xfer_guard_t *g);
+const xfer_limits_t *xfer_guard_limits(const xfer_guard_t *g);
+/* Admits a session from peer into the counts and, when c is given, puts
+ * c under watch (c->watch set; c->fd must be its socket). Returns 0, or
+ * -EBUSY when peer's address has max_per_addr sessions already (nothing
+ * held then). Every 0 needs its xfer_guard_leave. */
+int xfer_guard_enter(xfer_guard_t *g, const sk_sockaddr_t *peer, xfer_conn_t *c);
+void xfer_guard_leave(xfer_guard_t *g, const sk_sockaddr_t *peer, xfer_conn_t *c);
+/* Tells a plain SKXF sender refused with -EBUSY why (HELLO, then ERROR
+ * LIMIT "busy: ..."), best effort and without waiting. */
+void xfer_refuse_busy(const xfer_guard_t *g, int fd);
+/* Sessions admitted now. */
+unsigned xfer_guard_sessions(xfer_guard_t *g);
+/* Content bytes the session has moved (from the engine's progress). */
+void xfer_watch_progress(xfer_conn_t *c, uint64_t moved);
+/* Why the watchdog ended c's session, or NULL if it did not. */
+const char *xfer_watch_reason(const xfer_conn_t *c);
 
 /* ---- shared by the engines (xfer_io.c) ------------------------------------------------ */
 

@@ -87,6 +87,13 @@ void xconn_send_error(xfer_conn_t *c, xout_t *out, int code, const char *text);
 /* The idle time of c in ms. */
 uint64_t xconn_idle(const xfer_conn_t *c);
 
+/* A drop box's watch (no-ops when c->watch is NULL): paused while this
+ * side is busy (hashing, syncing, asking) rather than waiting on the
+ * peer; touched when the peer says it is busy itself (an allowed
+ * KEEPALIVE), which starts a new rate window. */
+void xwatch_pause(xfer_conn_t *c, int paused);
+void xwatch_touch(xfer_conn_t *c);
+
 /* Text for a result code. */
 const char *xfer_strerror(int code);
 

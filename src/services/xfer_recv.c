@@ -24,7 +24,11 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "services/xfer_int.h"
 
@@ -85,6 +89,11 @@ typedef struct {
   xfer_progress_t prog;
   char *err;
   size_t errlen;
+  /* A drop box (o->shared): partial files are named from this key, the
+   * sender's (keyed) or a random one for this session only. */
+  uint8_t key[SK_XFER_KEY_LEN];
+  int keyed;
+  uint64_t head_since; /* when the oldest outstanding WANT became the oldest */
 } receiver_t;
 
 static const char *rname(const receiver_t *r, const rentry_t *e) { return r->names + e->name_off; }
@@ -93,6 +102,60 @@ static const char *rname(const receiver_t *r, const rentry_t *e) { return r->nam
 static const char *shown(const receiver_t *r, const rentry_t *e, char *buf, size_t len) {
   sk_xfer_name_escape(rname(r, e), e->name_len, buf, len);
   return buf;
+}
+
+/* Writes the name of e's partial file (in its directory; its last
+ * component starts at leaf) into out: ".NAME.part" (sk_xfer_part_name),
+ * or in a drop box ".~H.part", H the first 128 bits of SHA-256(key NUL
+ * name) in hex, so that only the sender holding the key finds it again.
+ * Returns the length or a negative code. */
+static long part_name(const receiver_t *r, const rentry_t *e, size_t leaf, char *out, size_t cap) {
+  const char *name = rname(r, e);
+  if (!r->o->shared)
+    return sk_xfer_part_name(name + leaf, e->name_len - leaf, out, cap);
+  unsigned char msg[SK_XFER_KEY_LEN + 1 + SK_XFER_PATH_MAX], h[EVP_MAX_MD_SIZE];
+  unsigned hlen = 0;
+  memcpy(msg, r->key, SK_XFER_KEY_LEN);
+  msg[SK_XFER_KEY_LEN] = 0;
+  memcpy(msg + SK_XFER_KEY_LEN + 1, name, e->name_len);
+  if (!EVP_Digest(msg, SK_XFER_KEY_LEN + 1 + e->name_len, h, &hlen, EVP_sha256(), NULL) ||
+      cap < 40)
+    return SK_ETOOBIG;
+  memcpy(out, ".~", 2);
+  for (int i = 0; i < 16; i++)
+    snprintf(out + 2 + 2 * i, 3, "%02x", h[i]);
+  memcpy(out + 34, ".part", 6);
+  return 39;
+}
+
+/* In a drop box, a file a keyed sender stored carries this attribute:
+ * SHA-256("owner" NUL key NUL name), so that the same sender (and only
+ * it) may later be offered HAVE for it, not a second copy. */
+#define OWNER_XATTR "user.sockit.owner"
+
+static void owner_tag(const receiver_t *r, const rentry_t *e, uint8_t tag[SK_XFER_HASH_LEN]) {
+  unsigned char msg[6 + SK_XFER_KEY_LEN + 1 + SK_XFER_PATH_MAX];
+  unsigned hlen = 0;
+  memcpy(msg, "owner", 6);
+  memcpy(msg + 6, r->key, SK_XFER_KEY_LEN);
+  msg[6 + SK_XFER_KEY_LEN] = 0;
+  memcpy(msg + 7 + SK_XFER_KEY_LEN, rname(r, e), e->name_len);
+  if (!EVP_Digest(msg, 7 + SK_XFER_KEY_LEN + e->name_len, tag, &hlen, EVP_sha256(), NULL))
+    RAND_bytes(tag, SK_XFER_HASH_LEN); /* matches nothing */
+}
+
+/* 1 if the file base (in pfd) was stored by this session's keyed sender. */
+static int owned(const receiver_t *r, const rentry_t *e, int pfd, const char *base) {
+  if (!r->keyed)
+    return 0;
+  int fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0)
+    return 0;
+  uint8_t want[SK_XFER_HASH_LEN], have[SK_XFER_HASH_LEN];
+  ssize_t n = fgetxattr(fd, OWNER_XATTR, have, sizeof have);
+  close(fd);
+  owner_tag(r, e, want);
+  return n == (ssize_t)sizeof have && CRYPTO_memcmp(want, have, sizeof have) == 0;
 }
 
 /* The process umask, without changing it (other threads may create files). */
@@ -302,6 +365,11 @@ static int read_manifest(receiver_t *r) {
     return give_up(r, SK_EBADINPUT, SK_XFER_ERR_VERSION,
                    "this receiver speaks SKXF version %d, the sender %u", SK_XFER_VERSION,
                    (unsigned)m.u.hello.version);
+  r->keyed = r->o->shared && m.u.hello.has_key;
+  if (r->keyed)
+    memcpy(r->key, m.u.hello.key, SK_XFER_KEY_LEN);
+  else if (r->o->shared && RAND_bytes(r->key, SK_XFER_KEY_LEN) != 1)
+    return give_up(r, -EIO, SK_XFER_ERR_IO, "no random bytes for this session's partial files");
   rc = xin_next(&r->in, r->c, &m, idle, r->err, r->errlen);
   if (rc == SK_EBADINPUT)
     return give_up(r, rc, SK_XFER_ERR_PROTOCOL, "%s", r->err);
@@ -426,12 +494,15 @@ static void plan(receiver_t *r) {
         }
         continue;
       }
-      e->plan = S_ISREG(st.st_mode) && (uint64_t)st.st_size == e->size ? PLAN_HAVE : PLAN_CONFLICT;
+      /* A drop box never compares with what another sender may have written. */
+      e->plan = S_ISREG(st.st_mode) && (uint64_t)st.st_size == e->size &&
+                        (!r->o->shared || owned(r, e, pfd, name + leaf))
+                    ? PLAN_HAVE : PLAN_CONFLICT;
     }
     if (e->kind == SK_XFER_KIND_DIR || e->plan == PLAN_HAVE)
       continue;
     char part[SK_XFER_COMPONENT_MAX + 1];
-    if (sk_xfer_part_name(name + leaf, e->name_len - leaf, part, sizeof part) < 0)
+    if (part_name(r, e, leaf, part, sizeof part) < 0)
       continue;
     if (fstatat(pfd, part, &st, AT_SYMLINK_NOFOLLOW) == 0) {
       if (!S_ISREG(st.st_mode)) {
@@ -642,9 +713,12 @@ static int want(receiver_t *r, uint32_t i) {
     }
   } else if (pfd >= 0 && e->plan == PLAN_RESUME) {
     char part[SK_XFER_COMPONENT_MAX + 1];
-    if (sk_xfer_part_name(name + leaf, e->name_len - leaf, part, sizeof part) > 0 &&
-        (s->ctx = xhash_ctx_new(r->hash)) != NULL &&
-        hash_existing(r, pfd, part, e->part_size, s->ctx, 1) == 0) {
+    xwatch_pause(r->c, 1); /* this side is busy, not the sender */
+    int ok = part_name(r, e, leaf, part, sizeof part) > 0 &&
+             (s->ctx = xhash_ctx_new(r->hash)) != NULL &&
+             hash_existing(r, pfd, part, e->part_size, s->ctx, 1) == 0;
+    xwatch_pause(r->c, 0);
+    if (ok) {
       m.u.want.kind = SK_XFER_WANT_RESUME;
       m.u.want.offset = e->part_size;
       xhash_peek(s->ctx, m.u.want.hash);
@@ -752,6 +826,12 @@ static int prepare(receiver_t *r, const rentry_t *e, int fd, int mode_set, char 
     snprintf(why, whylen, "set mode and time: %s", strerror(errno));
     return SK_XFER_RES_FAILED;
   }
+  if (r->o->shared && r->keyed) { /* best effort: without it, a re-send is a new copy */
+    uint8_t tag[SK_XFER_HASH_LEN];
+    owner_tag(r, e, tag);
+    if (fsetxattr(fd, OWNER_XATTR, tag, sizeof tag, 0) < 0)
+      errno = 0;
+  }
   return 0;
 }
 
@@ -814,7 +894,9 @@ static int placed(receiver_t *r, uint32_t i, int status, const char *stored, con
 static int commit_batch(receiver_t *r, int quiet) {
   if (r->npending == 0)
     return 0;
+  xwatch_pause(r->c, 1);
   int synced = syncfs(r->o->dirfd) == 0, rc = 0;
+  xwatch_pause(r->c, 0);
   char nm[512] = "";
   for (unsigned k = 0; k < r->npending; k++) {
     pending_t *p = &r->pending[k];
@@ -831,7 +913,7 @@ static int commit_batch(receiver_t *r, int quiet) {
     size_t leaf;
     int pfd = parent_fd(r, rname(r, e), e->name_len, 0, &leaf, why, sizeof why);
     int st = SK_XFER_RES_FAILED;
-    if (pfd >= 0 && sk_xfer_part_name(rname(r, e) + leaf, e->name_len - leaf, part, sizeof part) > 0)
+    if (pfd >= 0 && part_name(r, e, leaf, part, sizeof part) > 0)
       st = place(r, e, pfd, leaf, part, stored, sizeof stored, why, sizeof why);
     int w = placed(r, p->index, st, stored, why, p->resumed);
     if (w < 0 && !quiet)
@@ -1089,7 +1171,7 @@ static int take_file(receiver_t *r, const sk_xfer_msg_t *m) {
    * (a resume must reopen it); else 0600 now and chmod at the end. */
   mode_t final = (mode_t)(e->mode & 0777) & ~r->umask;
   mode_t mode = (final & 0600) == 0600 ? final : 0600;
-  if (pfd >= 0 && sk_xfer_part_name(name + leaf, e->name_len - leaf, part, sizeof part) > 0)
+  if (pfd >= 0 && part_name(r, e, leaf, part, sizeof part) > 0)
     fd = open_part(pfd, part, offset, mode, &fresh, why, sizeof why);
   rc = take_content(r, e, offset, fd, ctx);
   if (rc < 0)
@@ -1139,9 +1221,11 @@ static int take_file(receiver_t *r, const sk_xfer_msg_t *m) {
   } else {
     char stored[SK_XFER_PATH_MAX + 1];
     rc = commit_batch(r, 0); /* what came before goes in first */
+    xwatch_pause(r->c, 1);
     if (rc == 0 && fsync(fd) < 0)
       rc = give_up(r, -errno, SK_XFER_ERR_IO, "'%s': fsync: %s", shown(r, e, nm, sizeof nm),
                    strerror(errno));
+    xwatch_pause(r->c, 0);
     close(fd);
     fd = -1;
     if (rc == 0) {
@@ -1152,13 +1236,38 @@ static int take_file(receiver_t *r, const sk_xfer_msg_t *m) {
     }
   }
 out:
-  if (fd >= 0)
+  if (fd >= 0) {
     close(fd);
+    if (rc < 0 && r->o->shared && !r->keyed) /* nobody could resume it */
+      unlinkat(pfd, part, 0);
+  }
   if (ctx != r->ctx)
     EVP_MD_CTX_free(ctx);
   if (r->ui && r->ui->progress)
     r->ui->progress(r->ui->ctx, &r->prog);
   return rc;
+}
+
+/* A KEEPALIVE from the sender, in a drop box: accepted only while it has
+ * a prefix to hash for the oldest outstanding WANT (RESUME, HAVE, CHECK),
+ * and for at most XFER_KEEPALIVE_GRACE_MS + offset / XFER_KEEPALIVE_HASH_RATE
+ * since that WANT became the oldest. Returns 0, or the code after ERROR. */
+static int keepalive(receiver_t *r) {
+  xin_consume(&r->in, 0);
+  const slot_t *s = &r->slots[r->head];
+  if (r->count == 0 || s->kind == SK_XFER_WANT_FULL)
+    return give_up(r, SK_EBADINPUT, SK_XFER_ERR_PROTOCOL,
+                   "%s sent KEEPALIVE with no prefix to hash (only a sender hashing for a "
+                   "RESUME or HAVE may)", r->c->peer);
+  uint64_t allowed = XFER_KEEPALIVE_GRACE_MS + s->offset / (XFER_KEEPALIVE_HASH_RATE / 1000);
+  uint64_t spent = xfer_now_ms() - r->head_since;
+  if (spent > allowed)
+    return give_up(r, SK_ETIMEDOUT, SK_XFER_ERR_ABORTED,
+                   "%s sent KEEPALIVE for %.1f s: hashing %llu bytes takes at most %.1f s here",
+                   r->c->peer, (double)spent / 1000.0, (unsigned long long)s->offset,
+                   (double)allowed / 1000.0);
+  xwatch_touch(r->c);
+  return 0;
 }
 
 /* Sets the time of the directories this transfer created, deepest first
@@ -1219,8 +1328,10 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
     rc = read_manifest(&r);
   if (rc < 0)
     goto out;
+  xwatch_pause(c, 1); /* planning and asking: nothing is wanted from the sender */
   plan(&r);
   rc = decide(&r);
+  xwatch_pause(c, 0);
   if (rc < 0)
     goto out;
   memset(&m, 0, sizeof m);
@@ -1228,10 +1339,13 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
   rc = xout_msg(&r.out, c, NULL, &m, err, errlen);
   if (rc < 0)
     goto out;
+  xwatch_pause(c, 1); /* making (and syncing) directories: this side is busy */
   make_dirs(&r);
+  xwatch_pause(c, 0);
   r.prog.files = st->files;
   r.prog.total_size = st->bytes;
   r.prog.started_ms = xfer_now_ms(); /* accepted: the content starts moving */
+  r.head_since = r.prog.started_ms;
   uint32_t scan = 0;
   for (;;) {
     while (rc == 0 && r.count < SK_XFER_WINDOW && scan < r.n) {
@@ -1267,8 +1381,11 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
     }
     if (rc < 0)
       break;
-    if (m.type == SK_XFER_KEEPALIVE) /* the sender is hashing a long prefix */
+    if (m.type == SK_XFER_KEEPALIVE) { /* the sender is hashing a long prefix */
+      if (o->shared && (rc = keepalive(&r)) < 0)
+        break;
       continue;
+    }
     if (m.type == SK_XFER_ERROR) {
       char text[SK_XFER_TEXT_MAX * 4 + 8];
       sk_xfer_name_escape(m.u.error.text, m.u.error.text_len, text, sizeof text);
@@ -1281,11 +1398,14 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
       break;
     }
     rc = take_file(&r, &m);
+    r.head_since = xfer_now_ms();
   }
   if (rc == 0)
     rc = commit_batch(&r, 0);
   if (rc == 0) {
+    xwatch_pause(c, 1);
     finish_dirs(&r);
+    xwatch_pause(c, 0);
     memset(&m, 0, sizeof m);
     m.type = SK_XFER_DONE;
     rc = xout_msg(&r.out, c, NULL, &m, err, errlen);

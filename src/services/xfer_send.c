@@ -17,8 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
 
 #include "services/xfer_int.h"
 
@@ -49,6 +53,8 @@ struct xfer_manifest {
   uint32_t nfiles, ndirs;
   uint64_t bytes;
   uint64_t name_bytes; /* without the NULs, as MANIFEST announces */
+  int has_key;         /* a resume key goes in HELLO */
+  uint8_t key[SK_XFER_KEY_LEN];
 };
 
 uint32_t xfer_manifest_count(const xfer_manifest_t *m) { return m->n; }
@@ -60,7 +66,95 @@ void xfer_manifest_free(xfer_manifest_t *m) {
   free(m->e);
   free(m->names);
   free(m->roots);
+  OPENSSL_cleanse(m->key, sizeof m->key);
   free(m);
+}
+
+void xfer_manifest_set_key(xfer_manifest_t *m, const uint8_t key[SK_XFER_KEY_LEN]) {
+  memcpy(m->key, key, SK_XFER_KEY_LEN);
+  m->has_key = 1;
+}
+
+/* Reads the 32-byte secret at path, making it first (random, 0600,
+ * written whole under a temporary name and linked into place, so two
+ * senders starting at once end up with one secret). 0 or -errno. */
+static int load_secret(const char *path, uint8_t secret[SK_XFER_KEY_LEN]) {
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = read(fd, secret, SK_XFER_KEY_LEN);
+      int e = n < 0 ? errno : EINVAL;
+      close(fd);
+      return n == SK_XFER_KEY_LEN ? 0 : -e;
+    }
+    if (errno != ENOENT)
+      return -errno;
+    char tmp[PATH_MAX + 32];
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= (int)sizeof tmp)
+      return -ENAMETOOLONG;
+    uint8_t fresh[SK_XFER_KEY_LEN];
+    if (getrandom(fresh, sizeof fresh, 0) != (ssize_t)sizeof fresh)
+      return -EIO;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return -errno;
+    int ok = write(fd, fresh, sizeof fresh) == (ssize_t)sizeof fresh && fsync(fd) == 0;
+    close(fd);
+    OPENSSL_cleanse(fresh, sizeof fresh);
+    int linked = ok && link(tmp, path) == 0;
+    int e = errno;
+    unlink(tmp);
+    if (!ok)
+      return -EIO;
+    if (!linked && e != EEXIST)
+      return -e;
+  }
+  return -EAGAIN;
+}
+
+int xfer_resume_key(const char *state_dir, const char *receiver, uint8_t key[SK_XFER_KEY_LEN],
+                    char *err, size_t errlen) {
+  const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+  char dir[PATH_MAX], path[PATH_MAX + 32];
+  int n;
+  if (state_dir)
+    n = snprintf(dir, sizeof dir, "%s", state_dir);
+  else if (xdg && *xdg)
+    n = snprintf(dir, sizeof dir, "%s/sockit", xdg);
+  else if (home && *home)
+    n = snprintf(dir, sizeof dir, "%s/.local/state/sockit", home);
+  else
+    return xfer_fail(-ENOENT, err, errlen, "no state directory (--state-dir, or set HOME)");
+  if (n < 0 || (size_t)n >= sizeof dir)
+    return xfer_fail(-ENAMETOOLONG, err, errlen, "state directory name too long");
+  /* Its parents as needed (one at a time, mode 0700). */
+  for (char *p = dir + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return xfer_fail(-errno, err, errlen, "%s: %s", dir, strerror(errno));
+      *p = '/';
+    }
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    return xfer_fail(-errno, err, errlen, "%s: %s", dir, strerror(errno));
+  snprintf(path, sizeof path, "%s/xfer-resume.key", dir);
+  uint8_t secret[SK_XFER_KEY_LEN];
+  int r = load_secret(path, secret);
+  if (r < 0)
+    return xfer_fail(r, err, errlen, "%s: %s", path, strerror(-r));
+  static const char label[] = "sockit xfer resume key v1"; /* the NUL is part of it */
+  unsigned char msg[sizeof label + SK_ENDPOINT_STRLEN + 1024];
+  size_t rlen = strlen(receiver);
+  if (rlen > sizeof msg - sizeof label)
+    rlen = sizeof msg - sizeof label;
+  memcpy(msg, label, sizeof label);
+  memcpy(msg + sizeof label, receiver, rlen);
+  unsigned out = 0;
+  unsigned char *h = HMAC(EVP_sha256(), secret, sizeof secret, msg, sizeof label + rlen, key, &out);
+  OPENSSL_cleanse(secret, sizeof secret);
+  if (!h || out != SK_XFER_KEY_LEN)
+    return xfer_fail(-EIO, err, errlen, "HMAC failed");
+  return 0;
 }
 
 /* The wire name of e (NUL-terminated, owned by m). */
@@ -798,6 +892,8 @@ static int offer(sender_t *s) {
   sk_xfer_msg_t m = {.type = SK_XFER_HELLO};
   m.u.hello.version = SK_XFER_VERSION;
   m.u.hello.role = SK_XFER_ROLE_SENDER;
+  m.u.hello.has_key = (uint8_t)mf->has_key;
+  memcpy(m.u.hello.key, mf->key, SK_XFER_KEY_LEN);
   int r = send_msg(s, &m);
   memset(&m, 0, sizeof m);
   m.type = SK_XFER_MANIFEST;
