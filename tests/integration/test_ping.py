@@ -44,7 +44,25 @@ def test_ping_ipv6_loopback_and_size(run):
         assert re.match(rb"^108 bytes from ::1: icmp_seq=\d ttl=64 time=[\d.]+ ms$", l), l
 
 
+def test_ping_a_name_says_it_and_quiet_and_numeric(run):
+    code, out, err = ping(run, "-4", "-c", "2", "-i", "0.1", "localhost")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == b"PING localhost (127.0.0.1) 56(84) bytes of data."
+    for l in lines[1:3]:
+        assert re.match(rb"^64 bytes from localhost \(127\.0\.0\.1\): icmp_seq=\d ttl=64 "
+                        rb"time=[\d.]+ ms$", l), l
+    code, out, err = ping(run, "-n", "-4", "-c", "1", "localhost")
+    assert re.match(REPLY4, out.splitlines()[1]), out
+    code, out, err = ping(run, "-q", "-c", "2", "-i", "0.1", "127.0.0.1")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith(b"PING 127.0.0.1") and lines[1] == b""
+    assert lines[2] == b"--- 127.0.0.1 ping statistics ---" and len(lines) == 5, lines
+
+
 @pytest.mark.parametrize("args,msg", [
+    (["-4", "-6", "127.0.0.1"], "contradict"),
+    (["-x", "127.0.0.1"], "unknown option '-x'"),
     (["-c", "0", "127.0.0.1"], "bad -c"),
     (["-s", "4", "127.0.0.1"], "bad -s"),
     (["-i", "0.001", "127.0.0.1"], "bad -i"),
