@@ -680,8 +680,14 @@ static int event_names_ok(const char *line, size_t len, int in_hist) {
   }
   if (T("JOIN") || T("PART") || T("QUIT")) /* TYPE #room NICK [REASON] */
     return k >= 3 && room && nick;
-  if (T("NICK")) /* NICK #room OLD NEW, NICK * OLD NEW */
-    return k == 4 && (room || everyone) && nick && sk_chat_nick_valid(ev.text, ev.text_len);
+  if (T("NICK")) { /* NICK #room OLD NEW [like:NICK], NICK * OLD NEW */
+    const char *sp = memchr(ev.text, ' ', ev.text_len);
+    size_t first = sp ? (size_t)(sp - ev.text) : ev.text_len;
+    int mark_ok = !sp || (ev.text_len - first > 6 && memcmp(sp + 1, "like:", 5) == 0 &&
+                          sk_chat_nick_valid(sp + 6, ev.text_len - first - 6));
+    return k == 4 && (room || everyone) && nick && sk_chat_nick_valid(ev.text, first) &&
+           mark_ok;
+  }
   if (T("HIST")) /* HIST TIME LINE */
     return k >= 3 && event_names_ok(ev.sender, len - (size_t)(ev.sender - line), 1);
   if (T("WHO")) /* WHO #room COUNT NICK... */
