@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <langinfo.h>
 #include <locale.h>
 #include <poll.h>
@@ -28,6 +27,8 @@
 #include <wctype.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
+#include "sockit/connector.h"
 #include "sockit/wc.h"
 
 #define WC_READ_BUF (256u * 1024u)      /* what is read from a stream at once */
@@ -37,36 +38,10 @@
 #define WC_KEEPALIVE_MS 500             /* NOOP when a stream has been quiet this long */
 #define WC_NAME_MAX 4096                /* a file name typed at the prompt */
 #define WC_ZERO_BUF 65536               /* padding of a chunk whose file shrank */
-
-static const char usage[] =
-    "Usage: sockit wc [OPTIONS] ENDPOINT [FILE...]\n"
-    "\n"
-    "Prints newline, word and byte counts for each FILE, and a total line if\n"
-    "more than one FILE is given, exactly as GNU wc does; the counting is done\n"
-    "by the `sockit serve wc` server at ENDPOINT (tcp or unix). With no FILE,\n"
-    "or when FILE is -, reads standard input; with no FILE and a terminal on\n"
-    "standard input, asks for file names, one at a time (an empty line or\n"
-    "Ctrl-D ends).\n"
-    "\n"
-    "Options:\n"
-    "  -l, --lines             print the newline counts\n"
-    "  -w, --words             print the word counts\n"
-    "  -m, --chars             print the character counts\n"
-    "  -c, --bytes             print the byte counts\n"
-    "  --locale LOC            count as wc in C or C.UTF-8 (default: from\n"
-    "                          LC_ALL / LC_CTYPE / LANG, as wc decides)\n"
-    "  --connect-timeout SECS  give up connecting after SECS\n"
-    "  --idle-timeout SECS     give up (exit 1) after SECS without progress\n"
-    "  -h, --help              this help\n"
-    "\n"
-    "Exit status: 0 when every file was counted, 1 when one could not be\n"
-    "(missing, unreadable, or the server refused it) or on a network error,\n"
-    "2 on a usage error.\n"
-    "\n"
-    "Examples:\n"
-    "  sockit serve wc tcp://127.0.0.1:9393 &\n"
-    "  sockit wc tcp://127.0.0.1:9393 README.md docs/*.md\n"
-    "  cat big.log | sockit wc -l unix:/run/wc.sock\n";
+/* A flag of count_files' what: the names came from a --files0-from that is
+ * not a regular file, which GNU wc reads one by one: its columns are then
+ * 1 wide (it cannot stat the files beforehand). */
+#define SK_WC_STREAMED_NAMES 0x100u
 
 /* ---- one FILE argument -------------------------------------------------------------- */
 
@@ -159,15 +134,38 @@ static void quote_bytes(FILE *out, const char *p, size_t n, int printable, int *
   }
 }
 
-/* Prints a file name as wc does: as it is, or quoted when it holds a
- * newline (quotef). Printable means printable in the counting locale. */
-static void print_name(FILE *out, const char *name, sk_wc_locale_t loc) {
-  if (!strchr(name, '\n')) {
-    fputs(name, out);
-    return;
+/* 1 if name holds a byte or character that is not printable in the
+ * counting locale (a control character, an invalid sequence). */
+static int needs_quoting(const char *name) {
+  size_t len = strlen(name);
+  mbstate_t st;
+  memset(&st, 0, sizeof st);
+  for (size_t i = 0; i < len;) {
+    wchar_t wc;
+    size_t n = mbrtowc(&wc, name + i, len - i, &st);
+    if (n == (size_t)-1 || n == (size_t)-2 || n == 0 || !iswprint((wint_t)wc))
+      return 1;
+    i += n;
   }
+  return 0;
+}
+
+/* Prints a file name: as it is, or quoted in the shell-escape style of
+ * gnulib's quotef ('a'$'\033''[Ab') when it holds anything that is not
+ * printable in the counting locale, so a name can never write escape
+ * sequences to the terminal (GNU wc 9.1 quotes only names with a newline;
+ * newer coreutils quote these too). */
+static void print_name(FILE *out, const char *name, sk_wc_locale_t loc) {
   locale_t lc = newlocale(LC_CTYPE_MASK, loc == SK_WC_LOCALE_UTF8 ? "C.UTF-8" : "C", (locale_t)0);
   locale_t old = lc ? uselocale(lc) : (locale_t)0;
+  if (!needs_quoting(name)) {
+    fputs(name, out);
+    if (old)
+      uselocale(old);
+    if (lc)
+      freelocale(lc);
+    return;
+  }
   int in_dollar = 0;
   size_t len = strlen(name);
   mbstate_t st;
@@ -642,13 +640,14 @@ static void explain_send_failure(session_t *s) {
 
 /* Counts the jobs over one connection and prints the results. Returns the
  * exit code. */
-static int run_session(session_t *s, const sk_endpoint_t *ep, const sk_sockopts_t *so) {
+static int run_session(session_t *s, const sk_endpoint_t *ep, const sk_connect_opts_t *co) {
   char err[SK_ERRLEN], line[SK_WC_LINE_MAX];
-  s->sock = sk_net_connect(ep, so, err, sizeof err);
-  if (s->sock < 0) {
+  sk_connected_t conn;
+  if (sk_connect_wait(ep, 1, co, &conn, err, sizeof err) < 0) {
     cli_error("%s", err);
     return EXIT_NET;
   }
+  s->sock = conn.fd;
   s->fd = -1;
   s->last_sent_ms = s->last_progress_ms = now_ms();
   queue_line(s, line, sk_wcp_hello(line, sizeof line, s->loc, s->what));
@@ -727,7 +726,7 @@ static int run_session(session_t *s, const sk_endpoint_t *ep, const sk_sockopts_
 }
 
 /* Counts names[0..n) (NULL names: unnamed standard input). */
-static int count_files(const char *endpoint, const sk_endpoint_t *ep, const sk_sockopts_t *so,
+static int count_files(const char *endpoint, const sk_endpoint_t *ep, const sk_connect_opts_t *so,
                        sk_wc_locale_t loc, unsigned what, uint64_t idle_ms, char **names,
                        size_t n) {
   session_t *s = calloc(1, sizeof *s);
@@ -747,7 +746,8 @@ static int count_files(const char *endpoint, const sk_endpoint_t *ep, const sk_s
   s->njobs = n;
   s->buf = buf;
   s->idle_ms = idle_ms;
-  s->width = number_width(jobs, n, what);
+  s->width = what & SK_WC_STREAMED_NAMES ? 1 : number_width(jobs, n, what);
+  s->what = what & ~SK_WC_STREAMED_NAMES;
   code = run_session(s, ep, so);
 out:
   free(buf);
@@ -796,7 +796,7 @@ static int env_locale(sk_wc_locale_t *loc, char *name, size_t len) {
 
 /* Asks for file names on a terminal, one at a time, and counts each over
  * its own connection (a person may think for a while between two). */
-static int interactive(const char *endpoint, const sk_endpoint_t *ep, const sk_sockopts_t *so,
+static int interactive(const char *endpoint, const sk_endpoint_t *ep, const sk_connect_opts_t *so,
                        sk_wc_locale_t loc, unsigned what, uint64_t idle_ms) {
   char name[WC_NAME_MAX];
   int code = EXIT_OK;
@@ -828,56 +828,129 @@ static int interactive(const char *endpoint, const sk_endpoint_t *ep, const sk_s
   return code;
 }
 
-enum { OPT_LOCALE = 256, OPT_CONNECT_TIMEOUT, OPT_IDLE };
+/* The command line, filled by the option table. */
+typedef struct {
+  int lines, words, chars, bytes, version;
+  const char *locale, *files0_from;
+  uint64_t connect_timeout_ms, idle_ms;
+} wc_opts_t;
+
+static const cli_opt_t options[] = {
+    {CLI_OPT_GROUP, .help = "Options:"},
+    {CLI_ROW(CLI_OPT_FLAG, 'l', "lines", NULL, "print the newline counts",
+             offsetof(wc_opts_t, lines))},
+    {CLI_ROW(CLI_OPT_FLAG, 'w', "words", NULL, "print the word counts", offsetof(wc_opts_t, words))},
+    {CLI_ROW(CLI_OPT_FLAG, 'm', "chars", NULL, "print the character counts",
+             offsetof(wc_opts_t, chars))},
+    {CLI_ROW(CLI_OPT_FLAG, 'c', "bytes", NULL, "print the byte counts", offsetof(wc_opts_t, bytes))},
+    {CLI_ROW(CLI_OPT_STRING, 0, "files0-from", "F",
+             "count the files named in F, each name ended by a NUL (- : stdin)",
+             offsetof(wc_opts_t, files0_from)),
+     .complete = "file"},
+    {CLI_ROW(CLI_OPT_STRING, 0, "locale", "LOC",
+             "count as wc in C or C.UTF-8 (default: LC_ALL/LC_CTYPE/LANG)",
+             offsetof(wc_opts_t, locale))},
+    {CLI_ROW(CLI_OPT_SECONDS, 0, "connect-timeout", "SECS", "give up connecting after SECS",
+             offsetof(wc_opts_t, connect_timeout_ms))},
+    {CLI_ROW(CLI_OPT_SECONDS, 0, "idle-timeout", "SECS",
+             "give up (exit 1) after SECS without progress", offsetof(wc_opts_t, idle_ms))},
+    {CLI_ROW(CLI_OPT_FLAG, 0, "version", NULL, "print sockit's version and exit",
+             offsetof(wc_opts_t, version))},
+    {CLI_OPT_END}};
+
+#define WC_FILES0_MAX (64u << 20) /* the most --files0-from reads */
+
+/* Reads the NUL-separated names of path ("-": standard input) into a list
+ * (*buf owns the bytes; *names points into it). Returns how many, or -1
+ * after printing why. A zero-length name is reported and counted in *bad,
+ * as GNU wc does. */
+static long read_files0(const char *path, char **buf, char ***names, int *bad) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (!f) {
+    cli_error("cannot open '%s' for reading: %s", path, strerror(errno));
+    return -1;
+  }
+  size_t cap = 65536, len = 0;
+  char *b = malloc(cap + 1);
+  long n = -1;
+  while (b) {
+    if (len == cap) {
+      char *nb = cap < WC_FILES0_MAX ? realloc(b, cap * 2 + 1) : NULL;
+      if (!nb) {
+        cli_error("%s: more than %u MiB of names", path, WC_FILES0_MAX >> 20);
+        break;
+      }
+      b = nb;
+      cap *= 2;
+    }
+    size_t got = fread(b + len, 1, cap - len, f);
+    len += got;
+    if (got == 0) {
+      if (ferror(f))
+        cli_error("%s: read error", path);
+      else
+        n = 0;
+      break;
+    }
+  }
+  if (f != stdin)
+    fclose(f);
+  if (n < 0) {
+    free(b);
+    return -1;
+  }
+  if (len && b[len - 1] != '\0')
+    b[len++] = '\0'; /* the last name may lack its NUL */
+  size_t count = 0;
+  for (size_t i = 0; i < len; i++)
+    count += b[i] == '\0';
+  char **list = calloc(count ? count : 1, sizeof *list);
+  if (!list) {
+    free(b);
+    cli_error("out of memory");
+    return -1;
+  }
+  size_t k = 0;
+  for (size_t i = 0, start = 0; i < len; i++) {
+    if (b[i] != '\0')
+      continue;
+    k++;
+    if (i == start) /* as GNU wc: said, skipped, and the exit code is 1 */
+      cli_error("%s:%zu: invalid zero-length file name", path, k), (*bad)++;
+    else
+      list[n++] = b + start;
+    start = i + 1;
+  }
+  *buf = b;
+  *names = list;
+  return n;
+}
 
 /* `sockit wc`: options, locale, endpoint, then the files (or the prompt).
  * Returns the exit code. */
 static int run(int argc, char **argv) {
-  static const struct option longopts[] = {{"lines", no_argument, 0, 'l'},
-                                           {"words", no_argument, 0, 'w'},
-                                           {"chars", no_argument, 0, 'm'},
-                                           {"bytes", no_argument, 0, 'c'},
-                                           {"locale", required_argument, 0, OPT_LOCALE},
-                                           {"connect-timeout", required_argument, 0, OPT_CONNECT_TIMEOUT},
-                                           {"idle-timeout", required_argument, 0, OPT_IDLE},
-                                           {0, 0, 0, 0}};
-  unsigned what = 0;
-  const char *locale_opt = NULL;
-  uint64_t ms, idle_ms = 0;
-  sk_sockopts_t so;
-  memset(&so, 0, sizeof so);
-  so.nodelay = 1;
-  int c;
-  opterr = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "lwmc", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'l': what |= SK_WC_LINES; break;
-    case 'w': what |= SK_WC_WORDS; break;
-    case 'm': what |= SK_WC_CHARS; break;
-    case 'c': what |= SK_WC_BYTES; break;
-    case OPT_LOCALE: locale_opt = optarg; break;
-    case OPT_CONNECT_TIMEOUT:
-      if (cli_parse_seconds(optarg, &ms) < 0 || ms > 0x7fffffff)
-        return cli_usage_error("wc", "bad --connect-timeout '%s': expected seconds", optarg);
-      so.connect_timeout_ms = (int)ms;
-      break;
-    case OPT_IDLE:
-      if (cli_parse_seconds(optarg, &idle_ms) < 0)
-        return cli_usage_error("wc", "bad --idle-timeout '%s': expected seconds", optarg);
-      break;
-    default:
-      return cli_usage_error("wc", "unknown option '%s'", argv[optind - 1]);
-    }
+  wc_opts_t o;
+  memset(&o, 0, sizeof o);
+  int first;
+  if (cli_opts_parse("wc", options, &o, argc, argv, &first) < 0)
+    return EXIT_USAGE;
+  if (o.version) {
+    printf("sockit wc %s\n", sk_version());
+    return EXIT_OK;
   }
+  unsigned what = (o.lines ? SK_WC_LINES : 0) | (o.words ? SK_WC_WORDS : 0) |
+                  (o.chars ? SK_WC_CHARS : 0) | (o.bytes ? SK_WC_BYTES : 0);
   if (what == 0)
     what = SK_WC_LINES | SK_WC_WORDS | SK_WC_BYTES;
-  if (optind >= argc)
+  if (first >= argc)
     return cli_usage_error("wc", "missing ENDPOINT");
+  if (o.files0_from && first + 1 < argc)
+    return cli_usage_error("wc", "extra operand '%s': file operands cannot be combined with "
+                                 "--files0-from", argv[first + 1]);
   sk_wc_locale_t loc;
-  if (locale_opt) {
-    if (parse_locale(locale_opt, &loc) < 0)
-      return cli_usage_error("wc", "bad --locale '%s': C or C.UTF-8", locale_opt);
+  if (o.locale) {
+    if (parse_locale(o.locale, &loc) < 0)
+      return cli_usage_error("wc", "bad --locale '%s': C or C.UTF-8", o.locale);
   } else {
     char name[256] = "";
     if (env_locale(&loc, name, sizeof name) < 0)
@@ -886,25 +959,72 @@ static int run(int argc, char **argv) {
   }
   char err[SK_ERRLEN], shown[SK_ENDPOINT_STRLEN];
   sk_endpoint_t ep;
-  if (sk_endpoint_parse(&ep, argv[optind], SK_EP_CONNECT, err, sizeof err) < 0)
+  if (sk_endpoint_parse(&ep, argv[first], SK_EP_CONNECT, err, sizeof err) < 0)
     return cli_usage_error("wc", "%s", err);
   if (!sk_endpoint_is_connected(&ep) || ep.kind == SK_EP_UNIX_SEQPACKET)
     return cli_usage_error("wc", "wc needs a stream endpoint (tcp or unix), not '%s'",
-                           argv[optind]);
+                           argv[first]);
   sk_endpoint_format(&ep, shown, sizeof shown);
-  optind++;
-  if (optind == argc && isatty(STDIN_FILENO))
-    return interactive(shown, &ep, &so, loc, what, idle_ms);
-  if (optind == argc) {
-    char *unnamed[1] = {NULL};
-    return count_files(shown, &ep, &so, loc, what, idle_ms, unnamed, 1);
+  sk_sockopts_t so;
+  memset(&so, 0, sizeof so);
+  so.nodelay = 1;
+  sk_connect_opts_t co;
+  memset(&co, 0, sizeof co);
+  co.so = &so;
+  co.attempt_timeout_ms = o.connect_timeout_ms ? o.connect_timeout_ms : 130000;
+  co.timeout_ms = o.connect_timeout_ms;
+  first++;
+  if (o.files0_from) {
+    char *buf = NULL, **names = NULL;
+    int bad = 0;
+    long n = read_files0(o.files0_from, &buf, &names, &bad);
+    if (n < 0)
+      return EXIT_NET;
+    struct stat st;
+    int regular = strcmp(o.files0_from, "-") != 0 && stat(o.files0_from, &st) == 0 &&
+                  S_ISREG(st.st_mode);
+    unsigned how = what | (regular ? 0 : SK_WC_STREAMED_NAMES);
+    int code = n == 0 ? EXIT_OK
+                      : count_files(shown, &ep, &co, loc, how, o.idle_ms, names, (size_t)n);
+    if (bad && code == EXIT_OK)
+      code = EXIT_NET;
+    free(names);
+    free(buf);
+    return code;
   }
-  return count_files(shown, &ep, &so, loc, what, idle_ms, argv + optind, (size_t)(argc - optind));
+  if (first == argc && isatty(STDIN_FILENO))
+    return interactive(shown, &ep, &co, loc, what, o.idle_ms);
+  if (first == argc) {
+    char *unnamed[1] = {NULL};
+    return count_files(shown, &ep, &co, loc, what, o.idle_ms, unnamed, 1);
+  }
+  return count_files(shown, &ep, &co, loc, what, o.idle_ms, argv + first, (size_t)(argc - first));
 }
 
 const cli_command_t cli_wc = {
     .name = "wc",
     .run = run,
     .summary = "count lines, words, chars of files on a `serve wc` server, as GNU wc",
-    .usage = usage,
+    .usage = "Usage: sockit wc [OPTIONS] ENDPOINT [FILE...]\n"
+             "       sockit wc [OPTIONS] --files0-from=F ENDPOINT\n"
+             "\n"
+             "Prints newline, word and byte counts for each FILE, and a total line if\n"
+             "more than one FILE is given, exactly as GNU wc does; the counting is done\n"
+             "by the `sockit serve wc` server at ENDPOINT (tcp or unix). With no FILE,\n"
+             "or when FILE is -, reads standard input; with no FILE and a terminal on\n"
+             "standard input, asks for file names, one at a time (an empty line or\n"
+             "Ctrl-D ends). A name holding a control character is printed quoted\n"
+             "('a'$'\\033''[Ab'), never raw.\n"
+             "\n",
+    .options = options,
+    .usage_tail = "\n"
+                  "Exit status: 0 when every file was counted, 1 when one could not be\n"
+                  "(missing, unreadable, or the server refused it) or on a network error,\n"
+                  "2 on a usage error.\n"
+                  "\n"
+                  "Examples:\n"
+                  "  sockit serve wc tcp://127.0.0.1:9393 &\n"
+                  "  sockit wc tcp://127.0.0.1:9393 README.md docs/*.md\n"
+                  "  cat big.log | sockit wc -l unix:/run/wc.sock\n"
+                  "  find . -name '*.c' -print0 | sockit wc --files0-from=- tcp://127.0.0.1:9393\n",
 };
