@@ -1,12 +1,12 @@
 /* Seed 000's TCP client: connect, send "hello!", print the reply.
  *
- *   seed000_tcp_client [tcp://127.0.0.1:8898]            */
+ *   seed000_tcp_client [tcp://127.0.0.1:8080]            */
 #include <unistd.h>
 
 #include "common.h"
 
 int main(int argc, char **argv) {
-  sk_endpoint_t ep = example_endpoint(argc, argv, "tcp://127.0.0.1:8898", SK_EP_CONNECT);
+  sk_endpoint_t ep = example_endpoint(argc, argv, "tcp://127.0.0.1:8080", SK_EP_CONNECT);
   char err[SK_ERRLEN], buf[1024];
   int fd = sk_net_connect(&ep, NULL, err, sizeof err);   /* sk.connect(...) */
   if (fd < 0) {

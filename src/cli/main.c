@@ -15,8 +15,9 @@ static void print_overview(FILE *out) {
   for (size_t i = 0; i < NCOMMANDS; i++)
     fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
   fprintf(out, "  %-10s %s\n", "help", "show help for a command");
-  fprintf(out, "\nEndpoints: tcp://host:port  tcp://[v6]:port  udp://host:port  unix:/path\n"
-               "           unix:@abstract  unix-dgram:/path  unix-seqpacket:/path  -  (stdio)\n"
+  fprintf(out, "\nEndpoints: tcp://host:port  tcp://[v6]:port  udp://host:port  tls://host:port\n"
+               "           unix:/path  unix:@abstract  unix-dgram:/path  unix-seqpacket:/path\n"
+               "           -  (stdio)\n"
                "Listen forms may omit the host (tcp://:8000) and use port 0.\n\n"
                "Exit codes: 0 success, 1 network or I/O error, 2 usage error.\n"
                "Run 'sockit help COMMAND' for a command's options.\n");
