@@ -111,9 +111,9 @@ unsigned char *xhash_slot(xhash_t *h);
  * adds them to ctx. */
 void xhash_push(xhash_t *h, EVP_MD_CTX *ctx, size_t len);
 /* File mode: the thread adds len (<= XFER_HASH_FILE_CHUNK) bytes of fd at
- * off to ctx, hashing them from a mapping of the page cache (no copy), or
- * read in pieces when the file cannot be mapped. A file shorter than that
- * (or cut short meanwhile) or a read error is kept for xhash_wait. */
+ * off to ctx, read with pread() into the slot's buffer a piece at a time.
+ * A file shorter than that (or cut short meanwhile) or a read error is
+ * kept for xhash_wait. */
 void xhash_push_file(xhash_t *h, EVP_MD_CTX *ctx, int fd, uint64_t off, size_t len);
 /* Waits until every pushed job is done. Returns 0, SK_EOF (a file was
  * shorter than asked), or the first read error since the last wait. */
