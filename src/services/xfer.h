@@ -43,6 +43,7 @@
 #define XFER_KEEPALIVE_MS 5000u                 /* while hashing a long prefix, tell the peer */
 #define XFER_SPACE_MARGIN (16ull << 20)         /* free space kept beyond what a transfer needs */
 #define XFER_HASH_CHUNK (512u * 1024u)          /* one hashing job's buffer; bytes per read */
+#define XFER_ALIGN 4096u                        /* buffers are page-aligned; see xhash_slot */
 #define XFER_HASH_SLOTS 8                       /* hashing jobs in flight (memory: 4 MiB) */
 #define XFER_HASH_FILE_CHUNK (4u << 20)         /* one job hashing a file range (pread) */
 #define XFER_IO_BUF (1u << 20)                  /* frame input and output buffers */

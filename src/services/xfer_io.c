@@ -516,7 +516,8 @@ typedef struct {
   int fd;
   uint64_t off;
   size_t len;
-  unsigned char *buf; /* XFER_HASH_CHUNK bytes of this slot */
+  size_t skew;        /* JOB_BUF: the bytes start this far into buf */
+  unsigned char *buf; /* XFER_HASH_CHUNK bytes of this slot, aligned to XFER_ALIGN */
 } job_t;
 
 struct xhash {
@@ -533,27 +534,29 @@ struct xhash {
 };
 
 /* Runs one job (outside the lock). A file range is read with pread()
- * into the slot's buffer, XFER_HASH_CHUNK bytes at a time, and hashed
- * from there while it is in this core's cache. No mapping: hashing a
+ * into the slot's buffer, at most XFER_HASH_CHUNK bytes at a time, each
+ * at its offset within a page (xhash_slot says why), and hashed from
+ * there while it is in this core's cache. No mapping: hashing a
  * mapping saves that copy, but a file cut short under a mapping faults
  * (SIGBUS), which only a process-wide signal handler can turn into an
  * error. Returns 0, SK_EOF when the file ends before the range does (it
  * shrank), or a negative errno. */
 static int run_job(job_t *j) {
   if (j->kind != JOB_FILE) {
-    EVP_DigestUpdate(j->ctx, j->buf, j->len);
+    EVP_DigestUpdate(j->ctx, j->buf + j->skew, j->len);
     return 0;
   }
   for (size_t done = 0; done < j->len;) {
-    size_t want = j->len - done < XFER_HASH_CHUNK ? j->len - done : XFER_HASH_CHUNK;
-    ssize_t n = pread(j->fd, j->buf, want, (off_t)(j->off + done));
+    size_t skew = (size_t)((j->off + done) % XFER_ALIGN);
+    size_t want = j->len - done < XFER_HASH_CHUNK - skew ? j->len - done : XFER_HASH_CHUNK - skew;
+    ssize_t n = pread(j->fd, j->buf + skew, want, (off_t)(j->off + done));
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
       return -errno;
     if (n == 0)
       return SK_EOF;
-    EVP_DigestUpdate(j->ctx, j->buf, (size_t)n);
+    EVP_DigestUpdate(j->ctx, j->buf + skew, (size_t)n);
     done += (size_t)n;
   }
   return 0;
@@ -585,7 +588,7 @@ int xhash_start(xhash_t **out) {
   xhash_t *h = calloc(1, sizeof *h);
   if (!h)
     return -ENOMEM;
-  h->storage = malloc((size_t)XFER_HASH_SLOTS * XFER_HASH_CHUNK);
+  h->storage = aligned_alloc(XFER_ALIGN, (size_t)XFER_HASH_SLOTS * XFER_HASH_CHUNK);
   h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
   if (!h->storage || !h->md) {
     free(h->storage);
@@ -668,10 +671,11 @@ static void push(xhash_t *h) {
 
 unsigned char *xhash_slot(xhash_t *h) { return free_slot(h)->buf; }
 
-void xhash_push(xhash_t *h, EVP_MD_CTX *ctx, size_t len) {
+void xhash_push(xhash_t *h, EVP_MD_CTX *ctx, size_t skew, size_t len) {
   job_t *j = free_slot(h);
   j->kind = JOB_BUF;
   j->ctx = ctx;
+  j->skew = skew;
   j->len = len;
   push(h);
 }

@@ -851,8 +851,9 @@ static void took(receiver_t *r, uint64_t n) {
   r->st->moved += n;
 }
 
-/* Receives the next min(XFER_HASH_CHUNK, left) content bytes into the
- * hashing thread's next slot (what the frame reader holds first, then
+/* Receives the next content bytes, up to left and to the end of the
+ * hashing thread's next slot, into that slot at pos's offset within a
+ * page (xhash_slot says why; what the frame reader holds first, then
  * from the connection), writes them to fd at pos (unless fd < 0) and
  * hands them to the thread, which hashes them into ctx. Whatever arrived
  * is written even when the connection then fails. Sets *got to the bytes
@@ -861,8 +862,9 @@ static void took(receiver_t *r, uint64_t n) {
  * with *disk 1. */
 static int take_chunk(receiver_t *r, int fd, EVP_MD_CTX *ctx, uint64_t pos, uint64_t left,
                       size_t *got, int *disk) {
-  unsigned char *buf = xhash_slot(r->hash);
-  size_t want = left < XFER_HASH_CHUNK ? (size_t)left : XFER_HASH_CHUNK;
+  size_t skew = (size_t)(pos % XFER_ALIGN);
+  unsigned char *buf = xhash_slot(r->hash) + skew;
+  size_t want = left < XFER_HASH_CHUNK - skew ? (size_t)left : XFER_HASH_CHUNK - skew;
   size_t n = xin_avail(&r->in) < want ? xin_avail(&r->in) : want;
   int rc = 0;
   memcpy(buf, r->in.buf + r->in.off, n);
@@ -882,7 +884,7 @@ static int take_chunk(receiver_t *r, int fd, EVP_MD_CTX *ctx, uint64_t pos, uint
       *disk = 1;
       return w;
     }
-    xhash_push(r->hash, ctx, n);
+    xhash_push(r->hash, ctx, skew, n);
   }
   return rc;
 }

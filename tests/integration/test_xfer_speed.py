@@ -22,25 +22,41 @@ from conftest import WAIT, tcp_connect
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from faults.helpers import sha256_file                                   # noqa: E402
-from test_xfer import LONG, MIB, transfer, write_random                 # noqa: E402
+import pytest                                                             # noqa: E402
+from test_xfer import LONG, MIB, summary, transfer, write_random        # noqa: E402
+from test_xfer_tls import tls_receiver, tls_sender                       # noqa: E402
 
 KIB = 1 << 10
 CHUNK = 512 * KIB          # XFER_HASH_CHUNK: one buffer, one read
 JOB = 4 * MIB              # XFER_HASH_FILE_CHUNK: one hashing job over a file range
 SMALL = 256 * KIB          # XFER_SMALL_FILE: at most this is taken whole, inline
 
+def transfer_over(run, scheme, out, *paths, rargs=()):
+    """transfer() over tcp://, or over tls:// (a self-signed receiver, the
+    sender pinning it): there the sender pread()s into the hashing
+    thread's buffers and the receiver reads through the session."""
+    if scheme == "tcp":
+        return transfer(run, out, *paths, rargs=rargs)
+    rx, port, pin = tls_receiver(run, out, out.parent / "state", *rargs)
+    tx = tls_sender(run, port, *paths, args=("--pin", pin))
+    tx.expect_exit(0, LONG)
+    rx.expect_exit(0, LONG)
+    return summary(rx), summary(tx)
+
+
 SIZES = [SMALL + 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17, JOB - 1, JOB + 1,
          2 * JOB + CHUNK + 333]
 
 
-def test_sizes_around_every_buffer_boundary_arrive_identical(run, tmp_path):
+@pytest.mark.parametrize("scheme", ["tcp", "tls"])
+def test_sizes_around_every_buffer_boundary_arrive_identical(run, tmp_path, scheme):
     src = tmp_path / "sizes"
     src.mkdir()
     digests = {}
     for i, size in enumerate(SIZES):
         digests[f"f{i}-{size}"] = write_random(src / f"f{i}-{size}", size)
     out = tmp_path / "out"
-    r, s = transfer(run, out, src)
+    r, s = transfer_over(run, scheme, out, src)
     assert (r["stored"], r["failed"], r["moved"], s["moved"]) == \
         (len(SIZES), 0, sum(SIZES), sum(SIZES))
     for name, digest in digests.items():
@@ -59,10 +75,12 @@ def _partial(src, out, length, flip_last=False):
     (out / f".{src.name}.part").write_bytes(bytes(data))
 
 
-def test_partial_files_of_odd_lengths_resume_with_exactly_the_rest(run, tmp_path):
+@pytest.mark.parametrize("scheme", ["tcp", "tls"])
+def test_partial_files_of_odd_lengths_resume_with_exactly_the_rest(run, tmp_path, scheme):
     """The receiver hashes each partial file with pread() in pieces; the
     sender hashes the same prefix of its file. Lengths that end inside a
-    piece and inside a job must hash whole on both sides."""
+    piece and inside a job must hash whole on both sides, and the rest,
+    which starts at no page boundary, must land where it belongs."""
     size = 3 * JOB + 5
     prefixes = [1, SMALL + 3, CHUNK + 7, JOB + 4097, 2 * JOB + CHUNK - 1]
     srcdir = tmp_path / "src"
@@ -74,7 +92,7 @@ def test_partial_files_of_odd_lengths_resume_with_exactly_the_rest(run, tmp_path
         src = srcdir / f"p{k}.bin"
         digests[src.name] = write_random(src, size)
         _partial(src, out, p)
-    r, s = transfer(run, out, *sorted(srcdir.iterdir()))
+    r, s = transfer_over(run, scheme, out, *sorted(srcdir.iterdir()))
     assert (r["stored"], r["resumed"], s["resumed"]) == (len(prefixes),) * 3
     assert s["moved"] == r["moved"] == sum(size - p for p in prefixes)
     for name, digest in digests.items():
