@@ -6,19 +6,19 @@
  * The wire format is SKXF/1 (include/sockit/xfer.h, docs/xfer.md). Either
  * side may have connected; the protocol does not care.
  *
- * Speed: the sender moves content with sendfile(); the receiver splice()s
- * it from the socket through a pipe into the file (or, behind the hub's
- * tserver stream, reads it into large buffers and pwrite()s them). Over
- * TLS the bytes must pass through the session: the sender pread()s into
- * the hashing thread's buffers and writes them with SSL, the receiver
- * reads with SSL into those buffers and pwrite()s them. SHA-256
- * (OpenSSL libcrypto) runs on a second thread on both sides, overlapped
- * with the I/O and reading the page cache through a mapping, so hashing
- * does not halve the rate. Small files are batched: read whole and framed
- * together on the sender, committed with one syncfs() per batch on the
- * receiver. Memory is constant per transfer (XFER_HASH_SLOTS *
- * XFER_HASH_CHUNK, two XFER_IO_BUF buffers, a pipe and the manifest),
- * whatever the file sizes.
+ * Speed: the sender moves content with sendfile(); the receiver reads it
+ * into the hashing thread's buffers and pwrite()s them. Over TLS the
+ * bytes must pass through the session: the sender pread()s into those
+ * buffers and writes them with SSL, the receiver reads with SSL into them
+ * and pwrite()s them. SHA-256 (OpenSSL libcrypto) runs on a second thread
+ * on both sides, overlapped with the I/O, so hashing does not halve the
+ * rate: over the very buffers received on the receiver, and on the sender
+ * over file ranges it pread()s behind sendfile(). No file is ever mapped
+ * (a mapping of a file cut short faults). Small files are batched: read
+ * whole and framed together on the sender, committed with one syncfs()
+ * per batch on the receiver. Memory is constant per transfer
+ * (XFER_HASH_SLOTS * XFER_HASH_CHUNK, two XFER_IO_BUF buffers and the
+ * manifest), whatever the file sizes.
  *
  * The engine never prints: it reports through xfer_ui_t callbacks, which
  * run on the calling thread.
@@ -42,12 +42,12 @@
 #define XFER_DECISION_MS 600000u                /* a sender waits this long for a yes/no */
 #define XFER_KEEPALIVE_MS 5000u                 /* while hashing a long prefix, tell the peer */
 #define XFER_SPACE_MARGIN (16ull << 20)         /* free space kept beyond what a transfer needs */
-#define XFER_HASH_CHUNK (512u * 1024u)          /* one hashing job */
+#define XFER_HASH_CHUNK (512u * 1024u)          /* one hashing job's buffer; bytes per read */
+#define XFER_ALIGN 4096u                        /* buffers are page-aligned; see xhash_slot */
 #define XFER_HASH_SLOTS 8                       /* hashing jobs in flight (memory: 4 MiB) */
-#define XFER_HASH_FILE_CHUNK (4u << 20)         /* one job hashing a mapped file range */
+#define XFER_HASH_FILE_CHUNK (4u << 20)         /* one job hashing a file range (pread) */
 #define XFER_IO_BUF (1u << 20)                  /* frame input and output buffers */
 #define XFER_FLUSH_AT (256u * 1024u)            /* sender: small files go out in batches this big */
-#define XFER_SPLICE_CHUNK (1u << 20)            /* receiver: bytes per splice() (the pipe's size) */
 #define XFER_SMALL_FILE (256u * 1024u)          /* at most this: read, hash and send inline */
 #define XFER_COMMIT_FILES 64                    /* small files made durable with one syncfs() */
 #define XFER_COMMIT_BYTES (8u << 20)            /* ... or this many bytes of them */

@@ -3,14 +3,10 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -520,7 +516,8 @@ typedef struct {
   int fd;
   uint64_t off;
   size_t len;
-  unsigned char *buf; /* XFER_HASH_CHUNK bytes of this slot */
+  size_t skew;        /* JOB_BUF: the bytes start this far into buf */
+  unsigned char *buf; /* XFER_HASH_CHUNK bytes of this slot, aligned to XFER_ALIGN */
 } job_t;
 
 struct xhash {
@@ -536,92 +533,32 @@ struct xhash {
   unsigned char *storage;
 };
 
-/* File ranges are hashed straight from a read-only mapping of the page
- * cache: no copy into a buffer, which on loopback is a fifth of the
- * sender's work. A file truncated under the mapping raises SIGBUS on the
- * hashing thread; the handler jumps back out of the hash (only when the
- * fault lies in the range this thread is hashing) and the range reads as
- * "shorter than asked", which the engines report as a changed file. */
-static __thread sigjmp_buf *bus_jmp;
-static __thread const unsigned char *bus_lo, *bus_hi;
-static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
-
-/* SIGBUS: out of the hash this thread is doing over a mapping, if the
- * fault lies in it; anything else dies as it would have. */
-static void on_sigbus(int signo, siginfo_t *si, void *uc) {
-  (void)uc;
-  const unsigned char *a = si->si_addr;
-  if (bus_jmp && a >= bus_lo && a < bus_hi)
-    siglongjmp(*bus_jmp, 1);
-  signal(signo, SIG_DFL); /* not ours: die of it as we would have */
-  raise(signo);
-}
-
-/* Installs on_sigbus once for the process (pthread_once). */
-static void install_sigbus(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_sigbus;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGBUS, &sa, NULL);
-}
-
-/* Hashes len bytes of fd at off from a mapping. Returns 0, SK_EOF when the
- * file is shorter (or shrank meanwhile), or a negative errno (the caller
- * then falls back to reading). */
-static int hash_mapped(EVP_MD_CTX *ctx, int fd, uint64_t off, size_t len) {
-  static long page;
-  if (!page)
-    page = sysconf(_SC_PAGESIZE);
-  struct stat st;
-  if (fstat(fd, &st) < 0)
-    return -errno;
-  if ((uint64_t)st.st_size < off + len)
-    return SK_EOF;
-  uint64_t start = off - off % (uint64_t)page;
-  size_t maplen = (size_t)(off - start) + len;
-  unsigned char *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, (off_t)start);
-  if (map == MAP_FAILED)
-    return -errno;
-  madvise(map, maplen, MADV_SEQUENTIAL);
-  sigjmp_buf jb;
-  volatile int rc = 0;
-  if (sigsetjmp(jb, 1) == 0) {
-    bus_lo = map;
-    bus_hi = map + maplen;
-    bus_jmp = &jb;
-    EVP_DigestUpdate(ctx, map + (off - start), len);
-  } else {
-    rc = SK_EOF; /* SIGBUS: the file was cut short under the mapping */
-  }
-  bus_jmp = NULL;
-  munmap(map, maplen);
-  return rc;
-}
-
-/* Runs one job (outside the lock). Returns 0 or the read error. */
+/* Runs one job (outside the lock). A file range is read with pread()
+ * into the slot's buffer, at most XFER_HASH_CHUNK bytes at a time, each
+ * at its offset within a page (xhash_slot says why), and hashed from
+ * there while it is in this core's cache. No mapping: hashing a
+ * mapping saves that copy, but a file cut short under a mapping faults
+ * (SIGBUS), which only a process-wide signal handler can turn into an
+ * error. Returns 0, SK_EOF when the file ends before the range does (it
+ * shrank), or a negative errno. */
 static int run_job(job_t *j) {
-  if (j->kind == JOB_FILE) {
-    int r = hash_mapped(j->ctx, j->fd, j->off, j->len);
-    if (r != -ENODEV && r != -EACCES && r != -EINVAL && r != -ENOMEM)
-      return r;
-    /* Not mappable: read it in pieces through the slot's buffer. */
-    for (size_t done = 0; done < j->len;) {
-      size_t want = j->len - done < XFER_HASH_CHUNK ? j->len - done : XFER_HASH_CHUNK;
-      ssize_t n = pread(j->fd, j->buf, want, (off_t)(j->off + done));
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return -errno;
-      if (n == 0)
-        return SK_EOF;
-      EVP_DigestUpdate(j->ctx, j->buf, (size_t)n);
-      done += (size_t)n;
-    }
+  if (j->kind != JOB_FILE) {
+    EVP_DigestUpdate(j->ctx, j->buf + j->skew, j->len);
     return 0;
   }
-  EVP_DigestUpdate(j->ctx, j->buf, j->len);
+  for (size_t done = 0; done < j->len;) {
+    size_t skew = (size_t)((j->off + done) % XFER_ALIGN);
+    size_t want = j->len - done < XFER_HASH_CHUNK - skew ? j->len - done : XFER_HASH_CHUNK - skew;
+    ssize_t n = pread(j->fd, j->buf + skew, want, (off_t)(j->off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return SK_EOF;
+    EVP_DigestUpdate(j->ctx, j->buf + skew, (size_t)n);
+    done += (size_t)n;
+  }
   return 0;
 }
 
@@ -648,11 +585,10 @@ static void *hash_main(void *arg) {
 }
 
 int xhash_start(xhash_t **out) {
-  pthread_once(&bus_once, install_sigbus);
   xhash_t *h = calloc(1, sizeof *h);
   if (!h)
     return -ENOMEM;
-  h->storage = malloc((size_t)XFER_HASH_SLOTS * XFER_HASH_CHUNK);
+  h->storage = aligned_alloc(XFER_ALIGN, (size_t)XFER_HASH_SLOTS * XFER_HASH_CHUNK);
   h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
   if (!h->storage || !h->md) {
     free(h->storage);
@@ -735,10 +671,11 @@ static void push(xhash_t *h) {
 
 unsigned char *xhash_slot(xhash_t *h) { return free_slot(h)->buf; }
 
-void xhash_push(xhash_t *h, EVP_MD_CTX *ctx, size_t len) {
+void xhash_push(xhash_t *h, EVP_MD_CTX *ctx, size_t skew, size_t len) {
   job_t *j = free_slot(h);
   j->kind = JOB_BUF;
   j->ctx = ctx;
+  j->skew = skew;
   j->len = len;
   push(h);
 }

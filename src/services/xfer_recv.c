@@ -82,7 +82,6 @@ typedef struct {
   slot_t slots[SK_XFER_WINDOW];
   unsigned head, count; /* outstanding WANTs */
   unsigned unsent;      /* of which still in the output buffer */
-  int pipe[2];      /* for splice(); -1 when there is none (a tserver stream, or TLS) */
   pending_t pending[XFER_COMMIT_FILES];
   unsigned npending;
   uint64_t pending_bytes;
@@ -755,8 +754,7 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
  * 0 (start over: created, or truncated) or the verified prefix length. A
  * new partial file is made with O_EXCL and mode (permissions, less the
  * umask), and *fresh set: nothing else can be behind that name. Returns
- * the fd (readable too: the hashing thread maps what was written) or a
- * negative errno with why filled. */
+ * the fd or a negative errno with why filled. */
 static int open_part(int pfd, const char *part, uint64_t offset, mode_t mode, int *fresh,
                      char *why, size_t whylen) {
   const int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
@@ -927,176 +925,110 @@ static int commit_batch(receiver_t *r, int quiet) {
   return rc;
 }
 
-/* The fast way for a large file: splice() moves the bytes from the socket
- * to a pipe without a copy and from the pipe into the partial file, and
- * the hashing thread reads them back from the page cache through a
- * mapping; the content never passes through a buffer of ours. Bytes the
- * frame reader had already taken in are written first. Advances *pos.
- * Returns 0, 1 for a failed write (errno set), or a negative code for the
- * connection (SK_EOF, SK_ETIMEDOUT, -ECANCELED, -errno). */
-static int splice_content(receiver_t *r, rentry_t *e, int fd, EVP_MD_CTX *ctx, uint64_t *pos) {
-  uint64_t hashed = *pos;
-  size_t have = xin_avail(&r->in) < e->size - *pos ? xin_avail(&r->in) : (size_t)(e->size - *pos);
-  if (have) {
-    int w = pwrite_all(fd, r->in.buf + r->in.off, have, *pos);
+/* Counts n content bytes as in place. */
+static void took(receiver_t *r, uint64_t n) {
+  r->prog.file_done += n;
+  r->prog.total_done += n;
+  r->prog.moved += n;
+  r->st->moved += n;
+}
+
+/* Receives the next content bytes, up to left and to the end of the
+ * hashing thread's next slot, into that slot at pos's offset within a
+ * page (xhash_slot says why; what the frame reader holds first, then
+ * from the connection), writes them to fd at pos (unless fd < 0) and
+ * hands them to the thread, which hashes them into ctx. Whatever arrived
+ * is written even when the connection then fails. Sets *got to the bytes
+ * taken. Returns 0, or a negative code: the connection's (SK_EOF,
+ * SK_ETIMEDOUT, -ECANCELED, -errno) with *disk 0, or the write's errno
+ * with *disk 1. */
+static int take_chunk(receiver_t *r, int fd, EVP_MD_CTX *ctx, uint64_t pos, uint64_t left,
+                      size_t *got, int *disk) {
+  size_t skew = (size_t)(pos % XFER_ALIGN);
+  unsigned char *buf = xhash_slot(r->hash) + skew;
+  size_t want = left < XFER_HASH_CHUNK - skew ? (size_t)left : XFER_HASH_CHUNK - skew;
+  size_t n = xin_avail(&r->in) < want ? xin_avail(&r->in) : want;
+  int rc = 0;
+  memcpy(buf, r->in.buf + r->in.off, n);
+  xin_consume(&r->in, n);
+  while (n < want && rc == 0) {
+    ssize_t k = xconn_read(r->c, buf + n, want - n, xconn_idle(r->c));
+    if (k < 0)
+      rc = (int)k;
+    else
+      n += (size_t)k;
+  }
+  *got = n;
+  *disk = 0;
+  if (fd >= 0 && n) {
+    int w = pwrite_all(fd, buf, n, pos);
     if (w < 0) {
-      errno = -w;
-      return 1;
+      *disk = 1;
+      return w;
     }
-    xin_consume(&r->in, have);
-    *pos += have;
-    r->prog.file_done += have;
-    r->prog.total_done += have;
-    r->prog.moved += have;
-    r->st->moved += have;
+    xhash_push(r->hash, ctx, skew, n);
   }
-  while (*pos < e->size) {
-    uint64_t left = e->size - *pos;
-    ssize_t n = splice(r->c->fd, NULL, r->pipe[1], NULL,
-                       left < XFER_SPLICE_CHUNK ? (size_t)left : XFER_SPLICE_CHUNK,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n == 0)
-      return SK_EOF;
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno != EAGAIN)
-        return -errno;
-      int p = xconn_poll(r->c, POLLIN, xconn_idle(r->c));
-      if (p < 0)
-        return p;
-      if (p == 0)
-        return SK_ETIMEDOUT;
-      continue;
-    }
-    /* Everything taken from the socket goes to the file before anything
-     * else: the pipe never holds bytes across a return. */
-    for (ssize_t moved = 0; moved < n;) {
-      loff_t at = (loff_t)(*pos + (uint64_t)moved);
-      ssize_t m = splice(r->pipe[0], NULL, fd, &at, (size_t)(n - moved), SPLICE_F_MOVE);
-      if (m < 0 && errno == EINTR)
-        continue;
-      if (m <= 0) {
-        if (m == 0)
-          errno = EIO;
-        int saved = errno;
-        char scrap[4096]; /* empty the pipe for the next file (there is none: fatal) */
-        while (read(r->pipe[0], scrap, sizeof scrap) > 0)
-          ;
-        errno = saved;
-        return 1;
-      }
-      moved += m;
-    }
-    *pos += (uint64_t)n;
-    r->prog.file_done += (uint64_t)n;
-    r->prog.total_done += (uint64_t)n;
-    r->prog.moved += (uint64_t)n;
-    r->st->moved += (uint64_t)n;
-    while (*pos - hashed >= XFER_HASH_FILE_CHUNK) {
-      xhash_push_file(r->hash, ctx, fd, hashed, XFER_HASH_FILE_CHUNK);
-      hashed += XFER_HASH_FILE_CHUNK;
-    }
-    if (r->ui && r->ui->progress)
-      r->ui->progress(r->ui->ctx, &r->prog);
-  }
-  if (hashed < *pos)
-    xhash_push_file(r->hash, ctx, fd, hashed, (size_t)(*pos - hashed));
-  return 0;
+  return rc;
 }
 
 /* Receives the content of entry e (after its FILE frame, which the caller
  * has consumed): size - offset bytes into fd (or thrown away when fd < 0),
- * hashed into ctx. Every byte that arrives is written before anything can
- * fail, so a cut connection leaves the longest partial file possible.
- * Returns 0 or a fatal negative code with err filled (and, for a failed
- * write, ERROR sent). */
-static int take_content(receiver_t *r, rentry_t *e, uint64_t offset, int fd, EVP_MD_CTX *ctx) {
+ * hashed into ctx. A small file is taken whole from the frame buffer and
+ * hashed here; a larger one goes through the hashing thread's slots
+ * (take_chunk): received into a buffer, written with pwrite() and hashed
+ * on the other core from that buffer, so the bytes are copied once from
+ * the socket and once into the file and never read back. Every byte that
+ * arrives is written before anything can fail, so a cut connection
+ * leaves the longest partial file possible. Returns 0, or a negative
+ * code with r->err filled and *wire set to the SKXF error the sender must
+ * be told (SK_XFER_ERR_IO for a failed write; 0 when the connection
+ * failed and there is no one to tell). */
+static int take_content(receiver_t *r, rentry_t *e, uint64_t offset, int fd, EVP_MD_CTX *ctx,
+                        int *wire) {
   uint64_t pos = offset;
   char nm[512], h1[32], h2[32];
-  int rc = 0;
+  int rc = 0, disk = 0;
+  *wire = 0;
   r->prog.file_done = offset;
   if (e->size - offset <= XFER_SMALL_FILE) {
     size_t n = (size_t)(e->size - offset);
-    rc = xin_fill(&r->in, r->c, n);
-    if (rc < 0) /* nothing of a small file is written before it is whole */
-      goto cut;
-    const unsigned char *data = r->in.buf + r->in.off;
-    if (fd >= 0) {
-      rc = pwrite_all(fd, data, n, pos);
-      if (rc < 0)
-        goto disk;
-      EVP_DigestUpdate(ctx, data, n);
+    rc = xin_fill(&r->in, r->c, n); /* nothing of a small file is written before it is whole */
+    if (rc == 0 && fd >= 0) {
+      rc = pwrite_all(fd, r->in.buf + r->in.off, n, pos);
+      disk = rc < 0;
+      if (rc == 0)
+        EVP_DigestUpdate(ctx, r->in.buf + r->in.off, n);
     }
-    xin_consume(&r->in, n);
-    pos += n;
-  } else if (fd >= 0 && r->pipe[0] >= 0) {
-    rc = splice_content(r, e, fd, ctx, &pos);
-    int saved = errno, hashed = xhash_wait(r->hash); /* the thread is done with ctx */
-    if (rc == 0 && hashed != 0)
-      goto reread;
-    if (rc == 0)
-      return 0;
-    if (rc == 1) {
-      rc = -saved;
-      goto disk;
+    if (rc == 0) {
+      xin_consume(&r->in, n);
+      pos += n;
+      took(r, n);
     }
-    goto cut;
   }
-  while (pos < e->size) {
-    unsigned char *buf = xhash_slot(r->hash);
-    size_t want = e->size - pos < XFER_HASH_CHUNK ? (size_t)(e->size - pos) : XFER_HASH_CHUNK;
-    size_t got = xin_avail(&r->in) < want ? xin_avail(&r->in) : want;
-    memcpy(buf, r->in.buf + r->in.off, got);
-    xin_consume(&r->in, got);
-    while (got < want && rc == 0) {
-      ssize_t n = xconn_read(r->c, buf + got, want - got, xconn_idle(r->c));
-      if (n < 0)
-        rc = (int)n;
-      else
-        got += (size_t)n;
+  while (pos < e->size && rc == 0) {
+    size_t got = 0;
+    rc = take_chunk(r, fd, ctx, pos, e->size - pos, &got, &disk);
+    if (!disk) {
+      pos += got;
+      took(r, got);
     }
-    if (fd >= 0 && got) {
-      int w = pwrite_all(fd, buf, got, pos);
-      if (w < 0) {
-        xhash_wait(r->hash);
-        rc = w;
-        goto disk;
-      }
-      xhash_push(r->hash, ctx, got);
-    }
-    pos += got;
-    r->prog.file_done += got;
-    r->prog.total_done += got;
-    r->prog.moved += got;
-    r->st->moved += got;
-    if (rc < 0) {
-      xhash_wait(r->hash);
-      goto cut;
-    }
-    if (r->ui && r->ui->progress)
+    if (rc == 0 && r->ui && r->ui->progress)
       r->ui->progress(r->ui->ctx, &r->prog);
   }
-  if (e->size - offset <= XFER_SMALL_FILE) {
-    r->prog.file_done += e->size - offset;
-    r->prog.total_done += e->size - offset;
-    r->prog.moved += e->size - offset;
-    r->st->moved += e->size - offset;
-  }
-  if (xhash_wait(r->hash) == 0)
+  xhash_wait(r->hash); /* buffer jobs cannot fail; the thread is done with ctx */
+  if (rc == 0)
     return 0;
-reread:
-  return give_up(r, -EIO, SK_XFER_ERR_IO, "'%s': the partial file changed while it was written",
-                 shown(r, e, nm, sizeof nm));
-cut:
+  if (disk) {
+    *wire = SK_XFER_ERR_IO;
+    return xfer_fail(rc, r->err, r->errlen,
+                     "'%s': write: %s; the partial file is kept for a resume",
+                     shown(r, e, nm, sizeof nm), strerror(-rc));
+  }
   return xfer_fail(rc, r->err, r->errlen, "'%s': %s after %s of %s%s",
                    shown(r, e, nm, sizeof nm),
                    rc == SK_EOF ? "connection closed" : xfer_strerror(rc),
                    xfer_human(pos, h1, sizeof h1), xfer_human(e->size, h2, sizeof h2),
                    fd >= 0 && pos > 0 ? "; the partial file is kept for a resume" : "");
-disk:
-  return give_up(r, rc, SK_XFER_ERR_IO, "'%s': write: %s; the partial file is kept for a resume",
-                 shown(r, e, nm, sizeof nm), strerror(-rc));
 }
 
 /* Handles the FILE frame m for the oldest outstanding WANT. */
@@ -1173,7 +1105,10 @@ static int take_file(receiver_t *r, const sk_xfer_msg_t *m) {
   mode_t mode = (final & 0600) == 0600 ? final : 0600;
   if (pfd >= 0 && part_name(r, e, leaf, part, sizeof part) > 0)
     fd = open_part(pfd, part, offset, mode, &fresh, why, sizeof why);
-  rc = take_content(r, e, offset, fd, ctx);
+  int wire = 0;
+  rc = take_content(r, e, offset, fd, ctx, &wire);
+  if (rc < 0 && wire) /* the sender is told why, then the session ends */
+    rc = give_up(r, rc, wire, "%s", r->err);
   if (rc < 0)
     goto out;
   /* FILE_END: the sender's hash of what it sent. */
@@ -1305,13 +1240,6 @@ int xfer_receive(xfer_conn_t *c, const xfer_recv_opts_t *o, const xfer_ui_t *ui,
   r.errlen = errlen;
   r.parent_fd = -1;
   r.umask = read_umask();
-  r.pipe[0] = r.pipe[1] = -1;
-  /* splice() only from a plain socket: behind a tserver stream or TLS the
-   * bytes come through read calls (TLS: decrypted by the session). */
-  if (!c->stream && !c->tls && pipe2(r.pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
-    /* Best effort: with the default 64 KiB each splice() moves less. */
-    fcntl(r.pipe[0], F_SETPIPE_SZ, (int)XFER_SPLICE_CHUNK);
-  }
   int rc = -ENOMEM;
   if (xin_init(&r.in) < 0 || xout_init(&r.out) < 0 || xhash_start(&r.hash) < 0 ||
       !(r.ctx = xhash_ctx_new(r.hash))) {
@@ -1430,10 +1358,6 @@ out:
   EVP_MD_CTX_free(r.ctx);
   xout_free(&r.out);
   xin_free(&r.in);
-  if (r.pipe[0] >= 0) {
-    close(r.pipe[0]);
-    close(r.pipe[1]);
-  }
   st->ended_ms = xfer_now_ms();
   return rc;
 }

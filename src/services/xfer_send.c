@@ -667,8 +667,10 @@ static int send_big_tls(sender_t *s, int fd, uint64_t off, uint64_t size, int *c
   if (r < 0)
     return r;
   while (pos < size) {
-    unsigned char *buf = xhash_slot(s->hash);
-    size_t want = size - pos < XFER_HASH_CHUNK ? (size_t)(size - pos) : XFER_HASH_CHUNK;
+    size_t skew = (size_t)(pos % XFER_ALIGN); /* see xhash_slot */
+    unsigned char *buf = xhash_slot(s->hash) + skew;
+    size_t room = XFER_HASH_CHUNK - skew;
+    size_t want = size - pos < room ? (size_t)(size - pos) : room;
     ssize_t n = pread(fd, buf, want, (off_t)pos);
     if (n < 0 && errno == EINTR)
       continue;
@@ -681,7 +683,7 @@ static int send_big_tls(sender_t *s, int fd, uint64_t off, uint64_t size, int *c
       xfer_fail(r, s->err, s->errlen, "send to %s: %s", s->c->peer, xfer_strerror(r));
       return explain_failure(s, r);
     }
-    xhash_push(s->hash, s->ctx, (size_t)n);
+    xhash_push(s->hash, s->ctx, skew, (size_t)n);
     pos += (uint64_t)n;
     s->prog.file_done += (uint64_t)n;
     s->prog.total_done += (uint64_t)n;
