@@ -55,9 +55,10 @@ struct sk_io {
 struct sk_timer {
   sk_timer_cb cb;
   void *data;
-  /* private */
+  /* private: the loop's timer heap lives in its timers */
   uint64_t deadline_ms, repeat_ms, seq;
-  int heap_index; /* -1 when not armed */
+  sk_timer_t *left, *right, *up;
+  int armed;
 };
 
 /* Creates a loop. Returns 0 or a negative errno. */
@@ -99,7 +100,9 @@ SK_API int sk_io_active(const sk_io_t *io);
 /* Initialises a timer (not armed). */
 SK_API void sk_timer_init(sk_timer_t *t, sk_timer_cb cb, void *data);
 /* Arms t to fire after timeout_ms, then every repeat_ms if repeat_ms > 0.
- * Re-arming an armed timer moves it. Returns 0 or -ENOMEM. */
+ * Re-arming an armed timer moves it. Returns 0: it cannot fail (the heap
+ * is linked through the timers, nothing is allocated), so callers may
+ * ignore the result. */
 SK_API int sk_timer_start(sk_loop_t *loop, sk_timer_t *t, uint64_t timeout_ms,
                           uint64_t repeat_ms);
 SK_API void sk_timer_stop(sk_loop_t *loop, sk_timer_t *t);

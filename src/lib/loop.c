@@ -44,8 +44,8 @@ struct sk_loop {
   sk_io_t *all_head;   /* every active user watcher, so sk_loop_free can forget them */
   int nready;
 
-  sk_timer_t **heap;
-  int heap_len, heap_cap;
+  sk_timer_t *timer_root; /* the earliest armed timer: the heap's root */
+  unsigned ntimers;
   uint64_t timer_seq;
 
   deferred_t *deferred, *running;
@@ -156,15 +156,14 @@ void sk_loop_free(sk_loop_t *loop) {
     close(loop->sig_pipe[0]);
   if (loop->sig_pipe[1] >= 0)
     close(loop->sig_pipe[1]);
-  for (int i = 0; i < loop->heap_len; i++)
-    loop->heap[i]->heap_index = -1;
+  while (loop->timer_root) /* armed timers outlive the loop: leave them unarmed */
+    sk_timer_stop(loop, loop->timer_root);
   for (sk_io_t *io = loop->all_head, *next; io; io = next) {
     next = io->all_next;
     io->active = io->in_epoll = io->always_ready = 0;
     io->events = 0;
     io->ready_next = io->ready_prev = io->all_next = io->all_prev = NULL;
   }
-  free(loop->heap);
   free(loop->events);
   free(loop->deferred);
   free(loop->running);
@@ -283,83 +282,133 @@ void sk_io_stop(sk_loop_t *loop, sk_io_t *io) {
   loop->nactive--;
 }
 
-/* ---- timers: a binary min-heap on (deadline, seq) ---------------------------------- */
+/* ---- timers: a binary min-heap on (deadline, seq), kept in the timers ------------------
+ *
+ * The heap is a complete binary tree whose links live in the timers
+ * themselves (left, right, up), so arming a timer never allocates and
+ * sk_timer_start cannot fail. Position k (1-based, in level order) is
+ * reached from the root by the bits of k below its top bit, 0 = left,
+ * 1 = right: that is how the last slot is found for an insert and for the
+ * node that fills a removed one. Invariants (checked by test_loop.c):
+ * every node is not later than its children; ntimers nodes; a node's
+ * children point back to it. */
 
 static int timer_less(const sk_timer_t *a, const sk_timer_t *b) {
   return a->deadline_ms < b->deadline_ms ||
          (a->deadline_ms == b->deadline_ms && a->seq < b->seq);
 }
 
-static void heap_set(sk_loop_t *loop, int i, sk_timer_t *t) {
-  loop->heap[i] = t;
-  t->heap_index = i;
-}
-
-static void heap_up(sk_loop_t *loop, int i) {
-  sk_timer_t *t = loop->heap[i];
-  while (i > 0) {
-    int parent = (i - 1) / 2;
-    if (!timer_less(t, loop->heap[parent]))
-      break;
-    heap_set(loop, i, loop->heap[parent]);
-    i = parent;
+/* The link that holds position k (k >= 1) of a tree of root *root. For k
+ * one past the last node it is the empty link a new node goes into; *up
+ * gets the node that link belongs to (NULL for the root). */
+static sk_timer_t **slot_of(sk_timer_t **root, unsigned k, sk_timer_t **up) {
+  int depth = 0;
+  while ((k >> depth) > 1)
+    depth++;
+  sk_timer_t **link = root;
+  *up = NULL;
+  for (int d = depth - 1; d >= 0; d--) {
+    *up = *link;
+    link = (k >> d) & 1 ? &(*link)->right : &(*link)->left;
   }
-  heap_set(loop, i, t);
+  return link;
 }
 
-static void heap_down(sk_loop_t *loop, int i) {
-  sk_timer_t *t = loop->heap[i];
+/* The link in c's parent (or the root) that points at c. */
+static sk_timer_t **link_to(sk_loop_t *loop, sk_timer_t *c) {
+  if (!c->up)
+    return &loop->timer_root;
+  return c->up->left == c ? &c->up->left : &c->up->right;
+}
+
+/* Swaps child c with its parent p in the tree (c takes p's place). */
+static void swap_with_parent(sk_loop_t *loop, sk_timer_t *p, sk_timer_t *c) {
+  sk_timer_t **into_p = link_to(loop, p);
+  sk_timer_t *pl = p->left, *pr = p->right, *cl = c->left, *cr = c->right;
+  *into_p = c;
+  c->up = p->up;
+  p->up = c;
+  if (pl == c) {
+    c->left = p;
+    c->right = pr;
+    if (pr)
+      pr->up = c;
+  } else {
+    c->right = p;
+    c->left = pl;
+    if (pl)
+      pl->up = c;
+  }
+  p->left = cl;
+  p->right = cr;
+  if (cl)
+    cl->up = p;
+  if (cr)
+    cr->up = p;
+}
+
+static void sift_up(sk_loop_t *loop, sk_timer_t *t) {
+  while (t->up && timer_less(t, t->up))
+    swap_with_parent(loop, t->up, t);
+}
+
+static void sift_down(sk_loop_t *loop, sk_timer_t *t) {
   for (;;) {
-    int c = 2 * i + 1;
-    if (c >= loop->heap_len)
-      break;
-    if (c + 1 < loop->heap_len && timer_less(loop->heap[c + 1], loop->heap[c]))
-      c++;
-    if (!timer_less(loop->heap[c], t))
-      break;
-    heap_set(loop, i, loop->heap[c]);
-    i = c;
+    sk_timer_t *least = t;
+    if (t->left && timer_less(t->left, least))
+      least = t->left;
+    if (t->right && timer_less(t->right, least))
+      least = t->right;
+    if (least == t)
+      return;
+    swap_with_parent(loop, t, least);
   }
-  heap_set(loop, i, t);
 }
 
 void sk_timer_init(sk_timer_t *t, sk_timer_cb cb, void *data) {
   memset(t, 0, sizeof *t);
   t->cb = cb;
   t->data = data;
-  t->heap_index = -1;
 }
 
-int sk_timer_active(const sk_timer_t *t) { return t->heap_index >= 0; }
+int sk_timer_active(const sk_timer_t *t) { return t->armed; }
 
 void sk_timer_stop(sk_loop_t *loop, sk_timer_t *t) {
-  int i = t->heap_index;
-  if (i < 0)
+  if (!t->armed)
     return;
-  t->heap_index = -1;
-  sk_timer_t *last = loop->heap[--loop->heap_len];
-  if (i == loop->heap_len)
-    return;
-  heap_set(loop, i, last);
-  heap_up(loop, i);
-  heap_down(loop, last->heap_index);
+  t->armed = 0;
+  sk_timer_t *up;
+  sk_timer_t **last_link = slot_of(&loop->timer_root, loop->ntimers, &up);
+  sk_timer_t *last = *last_link;
+  *last_link = NULL; /* the last node leaves its place ... */
+  loop->ntimers--;
+  if (last != t) { /* ... and takes t's */
+    sk_timer_t **into_t = link_to(loop, t);
+    *into_t = last;
+    last->up = t->up;
+    last->left = t->left;
+    last->right = t->right;
+    if (last->left)
+      last->left->up = last;
+    if (last->right)
+      last->right->up = last;
+    sift_down(loop, last);
+    sift_up(loop, last);
+  }
+  t->left = t->right = t->up = NULL;
 }
 
 int sk_timer_start(sk_loop_t *loop, sk_timer_t *t, uint64_t timeout_ms, uint64_t repeat_ms) {
   sk_timer_stop(loop, t);
-  if (loop->heap_len == loop->heap_cap) {
-    int cap = loop->heap_cap ? loop->heap_cap * 2 : 16;
-    sk_timer_t **h = realloc(loop->heap, (size_t)cap * sizeof *h);
-    if (!h)
-      return -ENOMEM;
-    loop->heap = h;
-    loop->heap_cap = cap;
-  }
   t->deadline_ms = loop->now + timeout_ms;
   t->repeat_ms = repeat_ms;
   t->seq = loop->timer_seq++;
-  heap_set(loop, loop->heap_len++, t);
-  heap_up(loop, loop->heap_len - 1);
+  t->left = t->right = NULL;
+  sk_timer_t **link = slot_of(&loop->timer_root, loop->ntimers + 1, &t->up);
+  *link = t;
+  loop->ntimers++;
+  t->armed = 1;
+  sift_up(loop, t);
   return 0;
 }
 
@@ -369,12 +418,12 @@ int sk_timer_start(sk_loop_t *loop, sk_timer_t *t, uint64_t timeout_ms, uint64_t
  * always sort before re-armed ones (deadline, then seq). */
 static void run_timers(sk_loop_t *loop) {
   uint64_t seq_limit = loop->timer_seq;
-  while (loop->heap_len > 0 && loop->heap[0]->deadline_ms <= loop->now &&
-         loop->heap[0]->seq < seq_limit) {
-    sk_timer_t *t = loop->heap[0];
+  while (loop->timer_root && loop->timer_root->deadline_ms <= loop->now &&
+         loop->timer_root->seq < seq_limit) {
+    sk_timer_t *t = loop->timer_root;
     sk_timer_stop(loop, t);
     if (t->repeat_ms)
-      sk_timer_start(loop, t, t->repeat_ms, t->repeat_ms);
+      (void)sk_timer_start(loop, t, t->repeat_ms, t->repeat_ms); /* cannot fail */
     t->cb(loop, t);
   }
 }
@@ -467,9 +516,9 @@ static int compute_timeout(sk_loop_t *loop) {
   for (sk_io_t *io = loop->ready_head; io; io = io->ready_next)
     if (io->events)
       return 0;
-  if (loop->heap_len == 0)
+  if (!loop->timer_root)
     return -1;
-  uint64_t d = loop->heap[0]->deadline_ms;
+  uint64_t d = loop->timer_root->deadline_ms;
   if (d <= loop->now)
     return 0;
   uint64_t wait = d - loop->now;
@@ -490,7 +539,7 @@ static unsigned from_epoll(uint32_t ev, unsigned want) {
 int sk_loop_run(sk_loop_t *loop) {
   int rc = 0;
   while (!atomic_load(&loop->stop)) {
-    if (loop->nactive == 0 && loop->heap_len == 0 && loop->nsignals == 0 && loop->ndeferred == 0)
+    if (loop->nactive == 0 && !loop->timer_root && loop->nsignals == 0 && loop->ndeferred == 0)
       break;
     int timeout = compute_timeout(loop);
     if (loop->events_cap < MAX_EVENTS + loop->nready) {

@@ -1495,8 +1495,77 @@ static void test_addresses_async(void **state) {
   sk_loop_free(loop);
 }
 
+/* ---- the timer heap under churn ------------------------------------------------ */
+
+#define CHURN_TIMERS 1500
+
+typedef struct {
+  sk_timer_t t;
+  uint64_t deadline; /* as armed, relative to the start */
+  unsigned order;    /* the arming order of its last start */
+  int armed;
+} churn_t;
+
+static churn_t churn[CHURN_TIMERS];
+static int churn_fired[CHURN_TIMERS], churn_nfired;
+
+static void churn_cb(sk_loop_t *loop, sk_timer_t *t) {
+  (void)loop;
+  churn_t *c = t->data;
+  assert_int_equal(c->armed, 1);
+  c->armed = 0;
+  churn_fired[churn_nfired++] = (int)(c - churn);
+}
+
+/* Thousands of timers armed, moved and stopped in a random order (the
+ * tree's last node fills every kind of hole: a leaf, an inner node, the
+ * root, its own parent's place): exactly the armed ones fire, each once,
+ * in (deadline, arming order). Arming never fails: no allocation. */
+static void test_timer_heap_churn(void **state) {
+  (void)state;
+  sk_loop_t *loop;
+  assert_int_equal(sk_loop_new(&loop), 0);
+  srandom(12345);
+  unsigned order = 0;
+  for (int i = 0; i < CHURN_TIMERS; i++)
+    sk_timer_init(&churn[i].t, churn_cb, &churn[i]);
+  for (int round = 0; round < 20000; round++) {
+    churn_t *c = &churn[random() % CHURN_TIMERS];
+    if (random() % 3 == 0) {
+      sk_timer_stop(loop, &c->t);
+      c->armed = 0;
+    } else {
+      c->deadline = (uint64_t)(random() % 40); /* many ties: the arming order decides */
+      c->order = order++;
+      assert_int_equal(sk_timer_start(loop, &c->t, c->deadline, 0), 0);
+      c->armed = 1;
+    }
+    assert_int_equal(sk_timer_active(&c->t), c->armed);
+  }
+  int armed = 0;
+  for (int i = 0; i < CHURN_TIMERS; i++)
+    armed += churn[i].armed;
+  churn_nfired = 0;
+  alarm(5);
+  assert_int_equal(sk_loop_run(loop), 0);
+  alarm(0);
+  assert_int_equal(churn_nfired, armed);
+  for (int k = 1; k < churn_nfired; k++) {
+    churn_t *a = &churn[churn_fired[k - 1]], *b = &churn[churn_fired[k]];
+    assert_true(a->deadline < b->deadline ||
+                (a->deadline == b->deadline && a->order < b->order));
+  }
+  /* Timers still armed when the loop is freed are left unarmed. */
+  sk_timer_start(loop, &churn[0].t, 60000, 0);
+  sk_timer_start(loop, &churn[1].t, 60000, 0);
+  sk_loop_free(loop);
+  assert_false(sk_timer_active(&churn[0].t));
+  assert_false(sk_timer_active(&churn[1].t));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_timer_heap_churn),
     cmocka_unit_test(test_run_empty),
     cmocka_unit_test(test_run_returns_when_nothing_left),
     cmocka_unit_test(test_now),
