@@ -42,10 +42,6 @@ static int flatten_doc(const cli_opt_t *opts, flat_t *out) {
   return k;
 }
 
-static int flatten(const cli_opt_t *opts, size_t base, size_t seen, flat_t *out, int n) {
-  return flatten_rows(opts, base, seen, out, n);
-}
-
 static int flatten_rows(const cli_opt_t *opts, size_t base, size_t seen, flat_t *out, int n) {
   for (const cli_opt_t *o = opts; o->kind != CLI_OPT_END; o++) {
     if (n >= FLAT_MAX)
@@ -112,7 +108,7 @@ int cli_opts_parse(const char *cmd, const cli_opt_t *opts, void *base, int argc,
   flat_t flat[FLAT_MAX];
   struct option longopts[FLAT_MAX + 1];
   char shorts[2 * FLAT_MAX + 2] = ":";
-  int n = flatten(opts, 0, 0, flat, 0), nl = 0;
+  int n = flatten_rows(opts, 0, 0, flat, 0), nl = 0;
   size_t ns = 1;
   if (n < 0) {
     cli_error("%s: option table too large", cmd);
